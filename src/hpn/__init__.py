@@ -1,0 +1,3 @@
+"""Hyperspherical Prototype Networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,140 @@
+"""Benchmarks that print the README's tables (``hpn bench prototypes``).
+
+Nothing here is run by the unit tests; each function prints a table with the machine, the
+date and the command, so the README can carry exactly what ran.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+import torch
+
+from hpn import prototypes as protos
+
+#: The issue's acceptance cases: (K, d, must reach, seconds allowed).
+PROTOTYPE_CASES = [
+    (100, 100, -1 / 99, 60),
+    (150, 100, 0.0, 60),
+    (100, 25, 0.12, 60),
+    (200, 50, 0.08, 60),
+    (1000, 100, 0.10, 60),
+    (10_000, 128, 0.125, 60),
+    (100_000, 128, 0.25, 60),
+    (100_000, 100, 0.35, 120),
+]
+
+#: Up to this K the paper's recipe is run in full; above it its time is extrapolated.
+PAPER_RUN_MAX = 1000
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({cpu}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def _paper_cell(k: int, d: int, seed: int) -> str:
+    if k <= PAPER_RUN_MAX:
+        built, secs = _timed(lambda: protos.build(k, d, method="hpn", seed=seed))
+        return f"{protos.report(built.prototypes).worst_cosine:.4f} ({secs:.0f}s)"
+    # Time a few epochs and extrapolate to the recipe's 1000; the cost is dominated by the
+    # K x K matrix, so at K = 100,000 (40 GB in float32) it cannot even run here.
+    if k * k * 4 * 4 > 16e9:
+        probe_k = 10_000
+        _, secs = _timed(lambda: protos.optimize.paper_prototypes(probe_k, d, seed=seed, epochs=3))
+        est = secs / 3 * 1000 * (k / probe_k) ** 2
+        return f"- (needs {k * k * 4 / 1e9:.0f} GB; est. {est / 3600:.0f} h)"
+    _, secs = _timed(lambda: protos.optimize.paper_prototypes(k, d, seed=seed, epochs=3))
+    return f"- (est. {secs / 3 * 1000 / 60:.0f} min)"
+
+
+def prototype_table(
+    cases: Iterable[tuple[int, int]],
+    methods: Iterable[str] = ("random", "auto"),
+    seed: int = 0,
+    out: TextIO | None = None,
+) -> list[dict]:
+    """Print worst-pair cosine, method and time for each (K, d) and method."""
+    rows = []
+    methods = list(methods)
+    header = f"| K | d | {' | '.join(methods)} | bound |"
+    print(header, file=out)
+    print("|" + "---|" * (3 + len(methods)), file=out)
+    for k, d in cases:
+        cells = []
+        for method in methods:
+            built, secs = _timed(lambda m=method, k=k, d=d: protos.build(k, d, method=m, seed=seed))
+            rep = protos.report(built.prototypes)
+            rows.append(
+                {"K": k, "d": d, "method": built.method, "worst": rep.worst_cosine, "seconds": secs}
+            )
+            label = f" {built.method}" if method == "auto" else ""
+            cells.append(f"{rep.worst_cosine:.4f}{label} ({secs:.1f}s)")
+        bound, exact = protos.best_possible_cosine(k, d)
+        print(
+            f"| {k:,} | {d} | {' | '.join(cells)} | {bound:.4f}{'' if exact else ' (LP)'} |",
+            file=out,
+            flush=True,
+        )
+    return rows
+
+
+def prototype_benchmark(
+    seed: int = 0, quick: bool = False, out: TextIO | None = None
+) -> list[dict]:
+    """The acceptance table of the prototype engine: auto vs random vs the paper's recipe.
+
+    ``auto`` is timed end to end as ``hpn prototypes --method auto`` runs it (generation plus
+    the blockwise report).
+    """
+    cases = [c for c in PROTOTYPE_CASES if not quick or c[0] <= 1000]
+    print(
+        f"# hpn bench prototypes{' --quick' if quick else ''} (seed {seed}); {machine_line()}",
+        file=out,
+    )
+    print(
+        "| K | d | auto: worst cos | method | time (gen + report) | must reach | ok | random | paper recipe | bound |",
+        file=out,
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|", file=out)
+    rows = []
+    for k, d, target, limit in cases:
+        start = time.perf_counter()
+        built = protos.build(k, d, method="auto", seed=seed)
+        rep = protos.report(built.prototypes)
+        secs = time.perf_counter() - start
+        ok = rep.worst_cosine <= target + 1e-6 and secs <= limit
+        rand = protos.report(protos.generate(k, d, method="random", seed=seed)).worst_cosine
+        paper = _paper_cell(k, d, seed)
+        bound = f"{rep.bound:.4f}" + ("" if rep.bound_exact else " (LP)")
+        print(
+            f"| {k:,} | {d} | {rep.worst_cosine:.4f} | {built.method} | {secs:.1f} s (limit {limit}) | "
+            f"{target:.4f} | {'yes' if ok else 'NO'} | {rand:.4f} | {paper} | {bound} |",
+            file=out,
+            flush=True,
+        )
+        rows.append(
+            {
+                "K": k,
+                "d": d,
+                "worst": rep.worst_cosine,
+                "method": built.method,
+                "seconds": secs,
+                "ok": ok,
+            }
+        )
+    return rows

@@ -1,0 +1,162 @@
+"""The ``hpn`` command line: ``hpn prototypes | demo | bench``.
+
+Errors a user can cause (bad numbers, unknown methods, missing files) end in one line on
+stderr and exit status 2; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(message)
+
+
+class UsageError(Exception):
+    """A user error: reported in one line, exit status 2."""
+
+
+def _read_class_names(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"class-name file not found: {path}")
+    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if len(names) < 2:
+        raise UsageError(f"{path} holds {len(names)} class names; need at least 2 (one per line)")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"{path}: class name {dup!r} appears more than once")
+    return names
+
+
+def _cmd_prototypes(args: argparse.Namespace) -> int:
+    from hpn import prototypes as protos
+
+    if args.report:
+        p, meta = protos.load(args.report)
+        print(
+            f"file             {args.report}  (method {meta.get('method', '?')}, seed {meta.get('seed', '?')})"
+        )
+        print(protos.report(p))
+        return 0
+    names = _read_class_names(args.classes) if args.classes else None
+    k = args.num_classes
+    if k is None:
+        if names is None:
+            raise UsageError("give the number of classes with -k (or a --classes file)")
+        k = len(names)
+    if names is not None and len(names) != k:
+        raise UsageError(f"-k {k} but {args.classes} holds {len(names)} class names")
+    if args.dims is None:
+        raise UsageError("give the dimensionality with -d")
+    if args.output is None:
+        raise UsageError("give an output file with -o (or --report FILE to report one)")
+    built = protos.build(
+        k,
+        args.dims,
+        method=args.method,
+        seed=args.seed,
+        class_names=names,
+        embedder=args.embedder,
+        steps=args.steps,
+        reset_momentum=args.reset_momentum,
+        semantic_weight=args.semantic_weight,
+        time_budget=args.time_budget,
+        device=args.device,
+    )
+    rep = protos.report(built.prototypes)
+    path = built.save(args.output, with_report=rep)
+    print(f"method           {built.method}  (seed {built.seed}, {built.seconds:.2f} s)")
+    print(rep)
+    if "rank_correlation" in built.info:
+        print(
+            f"rank correlation {built.info['rank_correlation']:+.4f}  (prototype vs embedding similarity order)"
+        )
+    print(f"saved            {path} (+ {path.with_suffix('.json').name})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hpn.bench import prototype_table
+
+    prototype_table(
+        cases=[(100, 100), (100, 25), (1000, 100), (10_000, 128)],
+        methods=("random", "auto"),
+        seed=args.seed,
+        out=sys.stdout,
+    )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from hpn import bench
+
+    if args.which == "prototypes":
+        bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    pro = sub.add_parser("prototypes", help="generate prototypes, or report a prototype file")
+    pro.add_argument("-k", "--num-classes", type=int, help="number of classes K")
+    pro.add_argument("-d", "--dims", type=int, help="output dimensionality d")
+    pro.add_argument(
+        "--method", default="auto", help="auto|random|hpn|optimized|simplex|orthoplex|code|semantic"
+    )
+    pro.add_argument("--seed", type=int, default=0)
+    pro.add_argument("--classes", help="text file with one class name per line")
+    pro.add_argument(
+        "-o", "--output", help="output .npy file (a .json sidecar is written beside it)"
+    )
+    pro.add_argument("--report", metavar="FILE", help="report an existing prototype file and exit")
+    pro.add_argument("--steps", type=int, help="optimisation steps (hpn: epochs)")
+    pro.add_argument(
+        "--reset-momentum",
+        action="store_true",
+        help="hpn: drop momentum each step like the reference code",
+    )
+    pro.add_argument("--embedder", default="glove", help="semantic: glove|minilm")
+    pro.add_argument("--semantic-weight", type=float, help="semantic: weight of the ranking loss")
+    pro.add_argument(
+        "--time-budget", type=float, default=40.0, help="auto: seconds of optimisation"
+    )
+    pro.add_argument("--device", default="cpu")
+    pro.set_defaults(func=_cmd_prototypes)
+
+    demo = sub.add_parser("demo", help="the main job on the embedded default")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
+    bench.add_argument("which", choices=["prototypes"])
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--quick", action="store_true", help="small cases only (seconds)")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
+        print(f"hpn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""Where classes live on the sphere: prototype generators, quality report, files.
+
+>>> P = generate(10, 9)  # K <= d + 1: the regular simplex, exact
+>>> round(report(P).worst_cosine, 6)
+-0.111111
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn.functional import normalize
+
+from hpn.prototypes import closed_form, codes, optimize
+from hpn.prototypes.bounds import best_possible_cosine, levenshtein_bound
+from hpn.prototypes.io import load, save
+from hpn.prototypes.quality import Report, nearest_neighbours, report
+
+METHODS = ("auto", "random", "hpn", "optimized", "simplex", "orthoplex", "code", "semantic")
+
+#: The paper's recipe and the dense optimiser build K x K matrices; past this K they refuse.
+HPN_MAX_CLASSES = 20_000
+#: ``auto`` optimises densely from random up to this K (seconds); above it, it starts from a
+#: code where one exists.
+AUTO_DENSE_MAX = 2048
+#: Default wall-clock budget of ``auto``'s optimisation for large K, in seconds.
+AUTO_TIME_BUDGET = 40.0
+
+__all__ = [
+    "METHODS",
+    "PrototypeSet",
+    "Report",
+    "best_possible_cosine",
+    "build",
+    "generate",
+    "levenshtein_bound",
+    "load",
+    "nearest_neighbours",
+    "report",
+    "save",
+]
+
+
+@dataclass
+class PrototypeSet:
+    """A generated prototype set and how it was made.
+
+    Attributes:
+        prototypes: (K, d) float32 tensor of unit rows.
+        method: the method that produced it (``auto`` resolved to the one it chose).
+        seed: the seed used.
+        info: method-specific details (JSON-serialisable).
+        class_names: optional names, row i is class i.
+        seconds: wall-clock time taken.
+    """
+
+    prototypes: torch.Tensor
+    method: str
+    seed: int
+    info: dict = field(default_factory=dict)
+    class_names: list[str] | None = None
+    seconds: float = 0.0
+
+    def save(self, path, with_report: Report | None = None):
+        """Write ``path`` (.npy) and its JSON sidecar, atomically."""
+        return save(
+            path,
+            self.prototypes,
+            method=self.method,
+            seed=self.seed,
+            class_names=self.class_names,
+            report=with_report.to_dict() if with_report is not None else None,
+            info={**self.info, "seconds": self.seconds},
+        )
+
+
+def _validate(num_classes: int, dims: int, method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+        raise ValueError(f"num_classes must be an integer, got {num_classes!r}")
+    if isinstance(dims, bool) or not isinstance(dims, int | np.integer):
+        raise ValueError(f"dims must be an integer, got {dims!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if dims < 1:
+        raise ValueError(f"dims must be >= 1, got {dims}")
+    if dims == 1 and num_classes > 2:
+        raise ValueError(f"at most 2 prototypes fit in 1 dimension, got num_classes={num_classes}")
+    if method == "hpn" and num_classes > HPN_MAX_CLASSES:
+        raise ValueError(
+            f"method 'hpn' builds a K x K matrix and supports at most {HPN_MAX_CLASSES} classes, "
+            f"got {num_classes}; use method 'optimized' or 'auto'"
+        )
+
+
+def _random(num_classes: int, dims: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return normalize(
+        torch.randn(num_classes, dims, generator=gen, dtype=torch.float64), dim=1
+    ).float()
+
+
+def _auto(
+    num_classes: int, dims: int, seed: int, device, time_budget: float
+) -> tuple[str, torch.Tensor, dict]:
+    if num_classes <= dims + 1:
+        return "simplex", closed_form.simplex(num_classes, dims), {"optimal": True}
+    if num_classes <= 2 * dims:
+        return "orthoplex", closed_form.orthoplex(num_classes, dims), {"optimal": True}
+    spec = codes.best_code(num_classes, dims)
+    if num_classes <= AUTO_DENSE_MAX or spec is None:
+        p, info = optimize.optimized_prototypes(
+            num_classes, dims, seed=seed, device=device, time_budget=time_budget
+        )
+        if spec is None or info["worst_cosine"] <= spec.max_cosine:
+            return "optimized", p, info
+    # A code guarantees its worst pair; polish it with the neighbour-list optimiser, which
+    # returns its best iterate, so the result is never worse than the code.
+    start = time.perf_counter()
+    p_code, code_info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
+    remaining = time_budget - (time.perf_counter() - start)
+    if remaining <= 0:
+        return "code", p_code, code_info
+    p, info = optimize.optimized_prototypes(
+        num_classes,
+        dims,
+        seed=seed,
+        init=p_code,
+        device=device,
+        time_budget=remaining,
+        lr=0.002,
+    )
+    return "code+optimized", p, {"code": code_info, "polish": info}
+
+
+def build(
+    num_classes: int,
+    dims: int,
+    method: str = "auto",
+    seed: int = 0,
+    *,
+    class_names: Sequence[str] | None = None,
+    embeddings: np.ndarray | torch.Tensor | None = None,
+    embedder: str = "glove",
+    steps: int | None = None,
+    reset_momentum: bool = False,
+    semantic_weight: float | None = None,
+    time_budget: float = AUTO_TIME_BUDGET,
+    device: torch.device | str = "cpu",
+) -> PrototypeSet:
+    """Make K prototypes in d dims and record how.
+
+    Args:
+        num_classes: K >= 2.
+        dims: d >= 1.
+        method: one of :data:`METHODS`:
+            ``random`` (normalised Gaussian), ``hpn`` (the paper's recipe),
+            ``optimized`` (smooth L_HP with Adam; neighbour lists for large K),
+            ``simplex`` (K <= d + 1), ``orthoplex`` (K <= 2d), ``code`` (binary codes, for d
+            with a power of two <= d), ``semantic`` (class-name prior; needs ``class_names``
+            or ``embeddings``), ``auto`` (closed form where exact, else the better of a code
+            and the optimiser).
+        seed: makes the result deterministic.
+        class_names: K names (stored with the set; embedded for ``semantic``).
+        embeddings: (K, e) class embeddings for ``semantic`` instead of names.
+        embedder: ``glove`` or ``minilm``, the offline model that embeds names.
+        steps: optimisation steps / epochs for ``hpn``, ``optimized`` and ``semantic``.
+        reset_momentum: ``hpn`` only: rebuild SGD each step like the reference code.
+        semantic_weight: weight of the ranking loss for ``semantic``.
+        time_budget: seconds ``auto`` may spend optimising.
+        device: where optimisation runs.
+
+    Returns:
+        A :class:`PrototypeSet`.
+    """
+    _validate(num_classes, dims, method)
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"got {len(class_names)} class names for num_classes={num_classes}")
+    start = time.perf_counter()
+    info: dict = {}
+    kwargs = {} if steps is None else {"steps": steps}
+    if method == "auto":
+        method, p, info = _auto(num_classes, dims, seed, device, time_budget)
+    elif method == "random":
+        p = _random(num_classes, dims, seed)
+    elif method == "simplex":
+        p = closed_form.simplex(num_classes, dims)
+    elif method == "orthoplex":
+        p = closed_form.orthoplex(num_classes, dims)
+    elif method == "code":
+        p, info = codes.code_prototypes(num_classes, dims, seed=seed)
+    elif method == "hpn":
+        epochs = {} if steps is None else {"epochs": steps}
+        p, info = optimize.paper_prototypes(
+            num_classes, dims, seed=seed, reset_momentum=reset_momentum, device=device, **epochs
+        )
+    elif method == "optimized":
+        p, info = optimize.optimized_prototypes(
+            num_classes, dims, seed=seed, device=device, **kwargs
+        )
+    else:  # semantic
+        from hpn.prototypes import semantic
+
+        if embeddings is None:
+            if class_names is None:
+                raise ValueError("method 'semantic' needs class_names or embeddings")
+            embeddings = semantic.embed_class_names(class_names, model=embedder)
+            info["embedder"] = embedder
+        if len(embeddings) != num_classes:
+            raise ValueError(f"got {len(embeddings)} embeddings for num_classes={num_classes}")
+        if semantic_weight is not None:
+            kwargs["weight"] = semantic_weight
+        p, sem_info = semantic.semantic_prototypes(embeddings, dims, seed=seed, **kwargs)
+        info.update(sem_info)
+    return PrototypeSet(
+        prototypes=p.float().contiguous(),
+        method=method,
+        seed=seed,
+        info=info,
+        class_names=list(class_names) if class_names is not None else None,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def generate(
+    num_classes: int, dims: int, method: str = "auto", seed: int = 0, **options
+) -> torch.Tensor:
+    """K unit prototypes in d dims as a float32 (K, d) tensor, deterministic for a seed.
+
+    See :func:`build` for the methods and options.
+
+    Example:
+        >>> P = generate(6, 3, method="orthoplex")
+        >>> P.shape, float(P.norm(dim=1).min())
+        (torch.Size([6, 3]), 1.0)
+    """
+    return build(num_classes, dims, method=method, seed=seed, **options).prototypes

@@ -1,0 +1,137 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hpn import prototypes as protos
+from hpn.cli import main
+
+
+def test_prototypes_command_writes_file_and_prints_report(tmp_path, capsys):
+    out = tmp_path / "p.npy"
+    assert (
+        main(
+            [
+                "prototypes",
+                "-k",
+                "12",
+                "-d",
+                "4",
+                "--method",
+                "optimized",
+                "--steps",
+                "100",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "worst pair" in text and "best possible" in text and "saved" in text
+    p, meta = protos.load(out)
+    assert p.shape == (12, 4) and meta["method"] == "optimized"
+    assert f"{protos.report(p).worst_cosine:+.6f}" in text
+
+
+def test_report_flag_reports_an_existing_file(tmp_path, capsys):
+    protos.save(
+        tmp_path / "s.npy", protos.generate(5, 4, method="simplex"), method="simplex", seed=0
+    )
+    assert main(["prototypes", "--report", str(tmp_path / "s.npy")]) == 0
+    text = capsys.readouterr().out
+    assert "-0.250000" in text and "exact optimum" in text
+
+
+def test_class_names_file_sets_k_and_is_stored(tmp_path, capsys):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n\ntruck\n")
+    assert (
+        main(["prototypes", "-d", "5", "--classes", str(names), "-o", str(tmp_path / "c.npy")]) == 0
+    )
+    _, meta = protos.load(tmp_path / "c.npy")
+    assert meta["class_names"] == ["cat", "dog", "truck"] and meta["method"] == "simplex"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-k", "1", "-d", "3"], "num_classes must be >= 2, got 1"),
+        (["-k", "5", "-d", "0"], "dims must be >= 1, got 0"),
+        (["-k", "5", "-d", "3", "--method", "nope"], "unknown method 'nope'"),
+        (["-k", "50", "-d", "3", "--method", "simplex"], "at most 4 classes in 3 dims, got 50"),
+        (["-k", "abc", "-d", "3"], "invalid int value: 'abc'"),
+        (["--report", "missing.npy"], "prototype file not found: missing.npy"),
+        (["-k", "5", "-d", "3"], "give an output file"),
+    ],
+)
+def test_invalid_input_is_one_line_with_exit_status_2(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = argv + (
+        ["-o", "x.npy"]
+        if "-o" not in argv and "output" not in message and "--report" not in argv
+        else []
+    )
+    assert main(["prototypes", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_python_dash_m_entry_point_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpn",
+            "prototypes",
+            "-k",
+            "0",
+            "-d",
+            "3",
+            "-o",
+            str(tmp_path / "x.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "hpn: error: num_classes must be >= 2, got 0"
+    assert proc.stdout == ""
+
+
+def test_seed_changes_random_prototypes(tmp_path):
+    main(
+        [
+            "prototypes",
+            "-k",
+            "9",
+            "-d",
+            "3",
+            "--method",
+            "random",
+            "--seed",
+            "1",
+            "-o",
+            str(tmp_path / "a.npy"),
+        ]
+    )
+    main(
+        [
+            "prototypes",
+            "-k",
+            "9",
+            "-d",
+            "3",
+            "--method",
+            "random",
+            "--seed",
+            "2",
+            "-o",
+            str(tmp_path / "b.npy"),
+        ]
+    )
+    assert not torch.equal(protos.load(tmp_path / "a.npy")[0], protos.load(tmp_path / "b.npy")[0])
