@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--embedder", default="glove", help="semantic: glove|minilm")
     pro.add_argument("--semantic-weight", type=float, help="semantic: weight of the ranking loss")
     pro.add_argument(
-        "--time-budget", type=float, default=40.0, help="auto: seconds of optimisation"
+        "--time-budget",
+        type=float,
+        help="auto/optimized: cap on optimisation seconds (then not deterministic)",
     )
     pro.add_argument("--device", default="cpu")
     pro.set_defaults(func=_cmd_prototypes)
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"hpn: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
     except KeyboardInterrupt:
         print("hpn: interrupted", file=sys.stderr)
         return 130

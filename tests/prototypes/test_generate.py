@@ -93,3 +93,13 @@ def test_neighbour_list_mode_matches_dense_quality_and_never_returns_worse_than_
 def test_bad_requests_name_the_bad_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         protos.build(**kwargs)
+
+
+def test_hand_written_dense_gradient_equals_autograd():
+    gen = torch.Generator().manual_seed(5)
+    p = torch.nn.functional.normalize(torch.randn(30, 6, generator=gen, dtype=torch.float64), dim=1)
+    worst, grad = optimize._dense_smooth_max_grad(p.clone(), 50.0)
+    q = p.clone().requires_grad_(True)
+    optimize.separation_loss(q, 50.0).backward()
+    assert torch.allclose(grad, q.grad, atol=1e-10)
+    assert worst == pytest.approx(protos.report(p).worst_cosine, abs=1e-12)

@@ -14,10 +14,12 @@ def _dense_reference(p: torch.Tensor):
     return float(nn.max()), float(nn.mean())
 
 
-@pytest.mark.parametrize(("k", "d", "block"), [(50, 7, 64), (257, 16, 1000), (300, 3, 1 << 26)])
-def test_blockwise_report_equals_dense_computation(k, d, block):
+@pytest.mark.parametrize(
+    ("k", "d", "tile"), [(50, 7, (8, 16)), (257, 16, (100, 33)), (300, 3, (1024, 16384))]
+)
+def test_blockwise_report_equals_dense_computation(k, d, tile):
     p = torch.randn(k, d, generator=torch.Generator().manual_seed(k))
-    rep = quality.report(p, block_elements=block)  # tiny blocks: many block boundaries
+    rep = quality.report(p, row_tile=tile[0], col_tile=tile[1])  # many tile boundaries
     worst, mean_nn = _dense_reference(p)
     assert rep.worst_cosine == pytest.approx(worst, abs=1e-6)
     assert rep.mean_nn_cosine == pytest.approx(mean_nn, abs=1e-6)
@@ -31,7 +33,7 @@ def test_nearest_neighbours_topk_matches_sort():
     p = torch.nn.functional.normalize(
         torch.randn(90, 5, generator=torch.Generator().manual_seed(1)), dim=1
     )
-    vals, idx = quality.nearest_neighbours(p, k=4, block_elements=200)
+    vals, idx = quality.nearest_neighbours(p, k=4, row_tile=7, col_tile=11)
     gram = p @ p.T
     gram.fill_diagonal_(-math.inf)
     ref_vals, _ = gram.sort(dim=1, descending=True)

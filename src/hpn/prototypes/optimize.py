@@ -18,8 +18,10 @@ is as far away as possible:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import torch
 from torch.nn.functional import normalize
@@ -57,6 +59,21 @@ def separation_loss(prototypes: torch.Tensor, temperature: float | None = None) 
     return (torch.logsumexp(temperature * cos, dim=1) / temperature).mean()
 
 
+@contextlib.contextmanager
+def _flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero while optimising.
+
+    At high temperature exp(t (cos - max)) underflows through the subnormal range, where x86
+    arithmetic is tens of times slower; measured: 100 x 25 took 10-76 s instead of 4 s.
+    """
+    previous = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if previous:  # set_flush_denormal returns whether the mode is supported
+            torch.set_flush_denormal(False)
+
+
 def _random_unit(
     num_classes: int, dims: int, seed: int, device: torch.device | str
 ) -> torch.Tensor:
@@ -68,6 +85,7 @@ def _worst_pair(p: torch.Tensor) -> float:
     return float(nearest_neighbours(p, k=1)[0].max())
 
 
+@_flush_denormals()
 def paper_prototypes(
     num_classes: int,
     dims: int,
@@ -117,6 +135,24 @@ def _smooth_max_loss(cos: torch.Tensor, temperature: float) -> torch.Tensor:
     return (torch.logsumexp(temperature * cos, dim=1) / temperature).mean()
 
 
+def _dense_smooth_max_grad(p: torch.Tensor, temperature: float) -> tuple[float, torch.Tensor]:
+    """Worst-pair cosine and the gradient of the smooth L_HP at unit rows ``p``, by hand.
+
+    With C = P P^T (diagonal dropped) and W = row-softmax(t C), the loss
+    (1/K) sum_i (1/t) logsumexp_j(t C_ij) has gradient (W + W^T) P / K; projecting it onto
+    the tangent space of the sphere gives the gradient through the row normalisation.
+    Two matrix products instead of autograd's graph: about twice as fast.
+    """
+    cos = p @ p.T
+    cos.diagonal().fill_(-math.inf)
+    worst = float(cos.max())
+    weights = torch.softmax(cos.mul_(temperature), dim=1)
+    grad = (weights @ p).add_(weights.T @ p).div_(len(p))
+    grad -= (grad * p).sum(dim=1, keepdim=True) * p
+    return worst, grad
+
+
+@_flush_denormals()
 def optimized_prototypes(
     num_classes: int,
     dims: int,
@@ -144,7 +180,8 @@ def optimized_prototypes(
         neighbours: length m of each row's neighbour list. None: dense (all K - 1 others)
             when K <= ``DENSE_MAX``, else 32.
         rebuild_every: steps between blockwise rebuilds of the neighbour lists.
-        time_budget: stop after this many seconds (the best iterate so far is returned).
+        time_budget: stop after this many seconds; the temperature and step-size schedules
+            then run on elapsed time, so a budget-bound run still anneals to the end.
         device: where to run.
 
     Returns:
@@ -166,40 +203,38 @@ def optimized_prototypes(
     opt = torch.optim.Adam([p], lr=lr)
     t0, t1 = temperature
     best, best_p = math.inf, p0.clone()
-    if dense:
-        diag = 4.0 * torch.eye(num_classes, device=p.device)
     steps_run = 0
     nbr = None
     for step in range(steps):
         frac = step / max(steps - 1, 1)
+        if time_budget is not None:  # anneal over the budget when it, not ``steps``, ends the run
+            frac = max(frac, (time.perf_counter() - start) / time_budget)
+            if frac > 1.0:
+                break
         temp = t0 * (t1 / t0) ** frac
         for group in opt.param_groups:
             group["lr"] = lr * 0.01**frac
         if dense:
-            q = normalize(p, dim=1)
-            cos = q @ q.T - diag
-            worst = float(cos.detach().max())
-            if worst < best:
-                best, best_p = worst, q.detach().clone()
+            with torch.no_grad():
+                worst, grad = _dense_smooth_max_grad(p, temp)
+                if worst < best:
+                    best, best_p = worst, p.detach().clone()
+                p.grad = grad
         else:
             if step % rebuild_every == 0:
                 with torch.no_grad():
-                    q = normalize(p, dim=1)
-                    nn_cos, nbr = nearest_neighbours(q, k=m)
+                    nn_cos, nbr = nearest_neighbours(p.detach(), k=m)
                     worst = float(nn_cos[:, 0].max())
                     if worst < best:
-                        best, best_p = worst, q.clone()
+                        best, best_p = worst, p.detach().clone()
             q = normalize(p, dim=1)
-            cos = torch.einsum("kd,kmd->km", q, q[nbr])
-        loss = _smooth_max_loss(cos, temp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+            loss = _smooth_max_loss(torch.einsum("kd,kmd->km", q, q[nbr]), temp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         opt.step()
         with torch.no_grad():
             p.copy_(normalize(p, dim=1))
         steps_run = step + 1
-        if time_budget is not None and time.perf_counter() - start > time_budget:
-            break
     with torch.no_grad():
         q = normalize(p, dim=1)
         worst = _worst_pair(q)

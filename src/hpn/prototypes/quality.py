@@ -2,8 +2,8 @@
 
 :func:`report` gives the worst pair (largest cosine between two prototypes), the mean
 nearest-neighbour cosine, the best value geometry allows for (K, d) and the gap between them.
-Rows are processed in blocks whose size is chosen so that a block of cosines stays within a
-fixed memory budget, so a million prototypes can be reported on a laptop.
+Cosines are computed tile by tile into one reused buffer, so a million prototypes can be
+reported on a laptop.
 """
 
 from __future__ import annotations
@@ -16,24 +16,25 @@ import torch
 
 from hpn.prototypes.bounds import best_possible_cosine
 
-#: Cosines held at once by the blockwise routines (64 Mi floats = 256 MiB in float32).
-BLOCK_ELEMENTS = 1 << 26
-
-
-def _row_block(num_rows: int, block_elements: int) -> int:
-    return max(1, min(num_rows, block_elements // max(num_rows, 1)))
+#: Rows and columns of one tile of cosines (1024 x 16384 floats = 64 MiB). The tile buffer is
+#: reused: allocating a fresh K-wide block every time costs more than the matmul on small VMs.
+ROW_TILE = 1024
+COL_TILE = 16384
 
 
 @torch.no_grad()
 def nearest_neighbours(
-    prototypes: torch.Tensor, k: int = 1, block_elements: int = BLOCK_ELEMENTS
+    prototypes: torch.Tensor, k: int = 1, row_tile: int = ROW_TILE, col_tile: int = COL_TILE
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest cosines of every row to the *other* rows, blockwise.
+    """The k largest cosines of every row to the *other* rows, tile by tile.
+
+    Memory is O(K k + row_tile * col_tile) whatever K is.
 
     Args:
         prototypes: (K, d) tensor of unit rows (cosine = dot product; not renormalised here).
         k: neighbours per row, 1 <= k <= K - 1.
-        block_elements: memory budget, in cosines, of one block.
+        row_tile: rows per tile.
+        col_tile: columns per tile.
 
     Returns:
         ``(values, indices)``, each (K, k), sorted by decreasing cosine.
@@ -46,19 +47,34 @@ def nearest_neighbours(
     num = len(prototypes)
     if not 1 <= k <= num - 1:
         raise ValueError(f"k must be in [1, {num - 1}] for {num} prototypes, got {k}")
-    rows = _row_block(num, block_elements)
-    values = torch.empty(num, k, dtype=prototypes.dtype, device=prototypes.device)
-    indices = torch.empty(num, k, dtype=torch.long, device=prototypes.device)
-    for start in range(0, num, rows):
-        stop = min(start + rows, num)
-        cos = prototypes[start:stop] @ prototypes.T
-        local = torch.arange(stop - start, device=cos.device)
-        cos[local, local + start] = -math.inf
-        if k == 1:
-            v, i = cos.max(dim=1, keepdim=True)
-        else:
-            v, i = cos.topk(k, dim=1)
-        values[start:stop], indices[start:stop] = v, i
+    p = prototypes
+    row_tile, col_tile = min(row_tile, num), min(col_tile, num)
+    buf = torch.empty(row_tile, col_tile, dtype=p.dtype, device=p.device)
+    values = torch.empty(num, k, dtype=p.dtype, device=p.device)
+    indices = torch.empty(num, k, dtype=torch.long, device=p.device)
+    for r0 in range(0, num, row_tile):
+        r1 = min(r0 + row_tile, num)
+        best_v = best_i = None
+        for c0 in range(0, num, col_tile):
+            c1 = min(c0 + col_tile, num)
+            tile = buf[: r1 - r0, : c1 - c0]
+            torch.matmul(p[r0:r1], p[c0:c1].T, out=tile)
+            lo, hi = max(r0, c0), min(r1, c1)
+            if lo < hi:  # this tile holds part of the diagonal
+                diag = torch.arange(lo, hi, device=p.device)
+                tile[diag - r0, diag - c0] = -math.inf
+            kk = min(k, c1 - c0)
+            v, i = tile.max(dim=1, keepdim=True) if kk == 1 else tile.topk(kk, dim=1)
+            i = i + c0
+            if best_v is None:
+                best_v, best_i = v, i
+            elif k == 1:
+                better = v > best_v
+                best_v, best_i = torch.where(better, v, best_v), torch.where(better, i, best_i)
+            else:
+                best_v, pos = torch.cat([best_v, v], 1).topk(k, dim=1)
+                best_i = torch.cat([best_i, i], 1).gather(1, pos)
+        values[r0:r1], indices[r0:r1] = best_v, best_i
     return values, indices
 
 
@@ -116,13 +132,14 @@ class Report:
 
 
 @torch.no_grad()
-def report(prototypes: torch.Tensor, block_elements: int = BLOCK_ELEMENTS) -> Report:
+def report(prototypes: torch.Tensor, row_tile: int = ROW_TILE, col_tile: int = COL_TILE) -> Report:
     """Measure a prototype set against the geometric limit.
 
     Args:
         prototypes: (K, d) tensor (or array) of prototypes; cosines are taken after
             normalising the rows, and the norm error is reported separately.
-        block_elements: memory budget, in cosines, of one block.
+        row_tile: rows per tile of cosines.
+        col_tile: columns per tile of cosines.
 
     Returns:
         A :class:`Report`.
@@ -144,7 +161,7 @@ def report(prototypes: torch.Tensor, block_elements: int = BLOCK_ELEMENTS) -> Re
     if (norms == 0).any():
         raise ValueError(f"prototype row {int((norms == 0).nonzero()[0])} is all zeros")
     unit = p / norms[:, None]
-    nn_cos, nn_idx = nearest_neighbours(unit, k=1, block_elements=block_elements)
+    nn_cos, nn_idx = nearest_neighbours(unit, k=1, row_tile=row_tile, col_tile=col_tile)
     nn_cos, nn_idx = nn_cos[:, 0], nn_idx[:, 0]
     i = int(nn_cos.argmax())
     worst = float(nn_cos[i].clamp(-1.0, 1.0))
