@@ -73,12 +73,12 @@ def levenshtein_function(n: int, s: float) -> float:
         if s <= mid and s >= lo:
             pk1, pk = _gegenbauer(k - 1, n, s), _gegenbauer(k, n, s)
             lead = comb(k + n - 3, k - 1, exact=False)
-            return lead * ((2 * k + n - 3) / (n - 1) - (pk1 - pk) / ((1 - s) * pk))
+            return float(lead * ((2 * k + n - 3) / (n - 1) - (pk1 - pk) / ((1 - s) * pk)))
         if mid <= s <= hi:
             pk, pk1 = _gegenbauer(k, n, s), _gegenbauer(k + 1, n, s)
             lead = comb(k + n - 2, k, exact=False)
             frac = (1 + s) * (pk - pk1) / ((1 - s) * (pk + pk1))
-            return lead * ((2 * k + n - 1) / (n - 1) - frac)
+            return float(lead * ((2 * k + n - 1) / (n - 1) - frac))
         k += 1
         if k > 10_000:  # pragma: no cover - s is within reach for any realistic K
             raise ValueError(f"s = {s} too close to 1 for the Levenshtein bound")

@@ -145,9 +145,9 @@ def report(prototypes: torch.Tensor, row_tile: int = ROW_TILE, col_tile: int = C
         A :class:`Report`.
 
     Example:
-        >>> r = report(torch.eye(4))
-        >>> r.worst_cosine, r.bound, r.bound_exact
-        (0.0, 0.0, True)
+        >>> r = report(torch.cat([torch.eye(3), -torch.eye(3)]))  # cross-polytope, optimal
+        >>> r.worst_cosine, r.bound, r.bound_exact, r.gap
+        (0.0, 0.0, True, 0.0)
     """
     p = torch.as_tensor(prototypes)
     if p.ndim != 2 or len(p) < 2:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from hpn.prototypes.optimize import _flush_denormals, separation_loss
+from hpn.prototypes.quality import nearest_neighbours
 
 _INSTALL_HINT = 'install the optional extra: pip install "hpn[semantic]"'
 _TIE_TOL = 1e-6  # embedding-cosine gaps at most this small count as ties and are dropped
@@ -308,9 +309,7 @@ def rank_correlation(
 def max_cosine(prototypes: torch.Tensor) -> float:
     """Largest off-diagonal cosine between the rows of a (K, d) tensor (worst pair)."""
     p = F.normalize(prototypes.detach().to(torch.float64), dim=1)
-    cos = p @ p.T
-    cos.fill_diagonal_(-2.0)
-    return float(cos.max())
+    return float(nearest_neighbours(p, k=1)[0].max())
 
 
 # ------------------------------------------------------------------------- optimisation
