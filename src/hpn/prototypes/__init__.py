@@ -24,9 +24,12 @@ METHODS = ("auto", "random", "hpn", "optimized", "simplex", "orthoplex", "code",
 
 #: The paper's recipe and the dense optimiser build K x K matrices; past this K they refuse.
 HPN_MAX_CLASSES = 20_000
-#: ``auto`` optimises densely from random up to this K (seconds) and keeps the better of that
-#: and a code; above it, it takes a code where one exists.
+#: ``auto`` optimises (densely, seconds) up to this K and keeps the better of that and a code.
 AUTO_DENSE_MAX = 2048
+#: Above AUTO_DENSE_MAX, ``auto`` takes a code that fills all d dims; a code padded from a
+#: shorter length (d not a power of two) is compared with the neighbour-list optimiser up to
+#: this K (about 2 minutes at d = 100), and taken as it is above it.
+AUTO_NEIGHBOUR_MAX = 10_000
 
 __all__ = [
     "METHODS",
@@ -111,15 +114,17 @@ def _auto(
     if num_classes <= 2 * dims:
         return "orthoplex", closed_form.orthoplex(num_classes, dims), {"optimal": True}
     spec = codes.best_code(num_classes, dims)
-    if num_classes <= AUTO_DENSE_MAX or spec is None:
-        p, info = optimize.optimized_prototypes(
-            num_classes, dims, seed=seed, device=device, time_budget=time_budget
-        )
-        if spec is None or info["worst_cosine"] <= spec.max_cosine:
-            return "optimized", p, info
-    # Large K with a code: its worst pair is guaranteed and it takes well under a second. (A
-    # polish by the neighbour-list optimiser was measured and did not move the worst pair of
-    # eBCH[128,15,56] at K = 10,000 off 0.125 in 40 s: codes are locally rigid.)
+    use_code = spec is not None and num_classes > AUTO_DENSE_MAX
+    if use_code and (spec.length == dims or num_classes > AUTO_NEIGHBOUR_MAX):
+        # A code that fills all d dims is near the bound and takes well under a second; a
+        # polish by the optimiser did not move eBCH[128,15,56] off 0.125 at K = 10,000.
+        p, info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
+        return "code", p, info
+    p, info = optimize.optimized_prototypes(
+        num_classes, dims, seed=seed, device=device, time_budget=time_budget
+    )
+    if spec is None or info["worst_cosine"] <= spec.max_cosine:
+        return "optimized", p, info
     p, info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
     return "code", p, info
 
@@ -149,9 +154,9 @@ def build(
             ``optimized`` (smooth L_HP with Adam; neighbour lists for large K),
             ``simplex`` (K <= d + 1), ``orthoplex`` (K <= 2d), ``code`` (binary codes, for d
             with a power of two <= d), ``semantic`` (class-name prior; needs ``class_names``
-            or ``embeddings``), ``auto`` (closed form where exact; up to 2,048 classes the
-            better of a code and the optimiser; above, a code where d >= 4 allows one, else
-            the neighbour-list optimiser).
+            or ``embeddings``), ``auto`` (closed form where exact; else the better of the
+            optimiser and a code, except that above 2,048 classes a code of length d, or any
+            code above 10,000 classes, is taken without optimising).
         seed: makes the result deterministic.
         class_names: K names (stored with the set; embedded for ``semantic``).
         embeddings: (K, e) class embeddings for ``semantic`` instead of names.

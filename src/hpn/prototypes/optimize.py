@@ -13,7 +13,7 @@ is as far away as possible:
   neighbours and late steps on the nearest), Adam with a decaying step size, rows projected back
   onto the sphere after every step, and the best iterate (by worst-pair cosine) returned.
   For large K it never builds the K x K matrix: each row keeps a list of its nearest
-  neighbours, rebuilt blockwise every few hundred steps, and the loss runs over those lists.
+  neighbours, rebuilt tile by tile every 20 steps, and the loss runs over those lists.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -85,6 +86,59 @@ def _worst_pair(p: torch.Tensor) -> float:
     return float(nearest_neighbours(p, k=1)[0].max())
 
 
+class _NeighbourGraph:
+    """Each row's neighbour list as a sparse K x K pattern, with its transpose precomputed.
+
+    The loss over the lists needs cos(p_i, p_j) only on the pattern (a sampled dense-dense
+    product, no (K, m, d) gather) and its gradient is (W + W^T) P for the sparse weight
+    matrix W: two sparse-dense products. Measured at K = 100,000, d = 100, m = 16: 0.45 s a
+    step against 2 s for autograd through a gather.
+    """
+
+    def __init__(self, neighbours: torch.Tensor):
+        num, m = neighbours.shape
+        device = neighbours.device
+        cols = neighbours.sort(dim=1).values.flatten()  # CSR wants sorted columns per row
+        self.shape = (num, m)
+        self.crow = torch.arange(0, num * m + 1, m, device=device)
+        self.col = cols
+        self.order = torch.argsort(cols, stable=True)
+        self.t_crow = torch.zeros(num + 1, dtype=torch.long, device=device)
+        self.t_crow[1:] = torch.cumsum(torch.bincount(cols, minlength=num), 0)
+        self.t_col = torch.arange(num, device=device).repeat_interleave(m)[self.order]
+
+    def _csr(self, crow, col, values):
+        with warnings.catch_warnings():  # torch flags sparse CSR as beta; the pattern is valid
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, col, values, size=(self.shape[0],) * 2)
+
+    def cosines(self, p: torch.Tensor) -> torch.Tensor:
+        pattern = self._csr(
+            self.crow, self.col, torch.zeros(self.col.numel(), dtype=p.dtype, device=p.device)
+        )
+        out = torch.sparse.sampled_addmm(pattern, p, p.T.contiguous(), beta=0.0)
+        return out.values().view(self.shape)
+
+    def symmetric_product(self, weights: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        w = weights.flatten()
+        return (
+            self._csr(self.crow, self.col, w) @ p
+            + self._csr(self.t_crow, self.t_col, w[self.order]) @ p
+        )
+
+
+def _neighbour_smooth_max_grad(
+    p: torch.Tensor, graph: _NeighbourGraph, temperature: float
+) -> tuple[float, torch.Tensor]:
+    """As :func:`_dense_smooth_max_grad`, with each row's maximum over its neighbour list."""
+    cos = graph.cosines(p)
+    worst = float(cos.max())
+    weights = torch.softmax(cos.mul_(temperature), dim=1)
+    grad = graph.symmetric_product(weights, p).div_(len(p))
+    grad -= (grad * p).sum(dim=1, keepdim=True) * p
+    return worst, grad
+
+
 @_flush_denormals()
 def paper_prototypes(
     num_classes: int,
@@ -131,10 +185,6 @@ def paper_prototypes(
     return p.detach().float().cpu(), info
 
 
-def _smooth_max_loss(cos: torch.Tensor, temperature: float) -> torch.Tensor:
-    return (torch.logsumexp(temperature * cos, dim=1) / temperature).mean()
-
-
 def _dense_smooth_max_grad(p: torch.Tensor, temperature: float) -> tuple[float, torch.Tensor]:
     """Worst-pair cosine and the gradient of the smooth L_HP at unit rows ``p``, by hand.
 
@@ -162,7 +212,7 @@ def optimized_prototypes(
     temperature: tuple[float, float] = (10.0, 1000.0),
     init: torch.Tensor | None = None,
     neighbours: int | None = None,
-    rebuild_every: int = 200,
+    rebuild_every: int = 20,
     time_budget: float | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, dict]:
@@ -179,7 +229,9 @@ def optimized_prototypes(
         init: optional (K, d) starting point (e.g. a code), normalised here.
         neighbours: length m of each row's neighbour list. None: dense (all K - 1 others)
             when K <= ``DENSE_MAX``, else 32.
-        rebuild_every: steps between blockwise rebuilds of the neighbour lists.
+        rebuild_every: steps between blockwise rebuilds of the neighbour lists. Rows move
+            fast early on, and stale lists let new close pairs form unseen: at K = 10,000,
+            d = 128 (2000 steps) every 20 steps reached 0.174, every 200 steps 0.326.
         time_budget: stop after this many seconds; the temperature and step-size schedules
             then run on elapsed time, so a budget-bound run still anneals to the end.
         device: where to run.
@@ -204,7 +256,7 @@ def optimized_prototypes(
     t0, t1 = temperature
     best, best_p = math.inf, p0.clone()
     steps_run = 0
-    nbr = None
+    graph = None
     for step in range(steps):
         frac = step / max(steps - 1, 1)
         if time_budget is not None:  # anneal over the budget when it, not ``steps``, ends the run
@@ -214,23 +266,20 @@ def optimized_prototypes(
         temp = t0 * (t1 / t0) ** frac
         for group in opt.param_groups:
             group["lr"] = lr * 0.01**frac
-        if dense:
-            with torch.no_grad():
+        with torch.no_grad():
+            if not dense and step % rebuild_every == 0:
+                nn_cos, nbr = nearest_neighbours(p.detach(), k=m)
+                graph = _NeighbourGraph(nbr)
+                worst = float(nn_cos[:, 0].max())  # exact: the rebuild saw every pair
+                if worst < best:
+                    best, best_p = worst, p.detach().clone()
+            if dense:
                 worst, grad = _dense_smooth_max_grad(p, temp)
                 if worst < best:
                     best, best_p = worst, p.detach().clone()
-                p.grad = grad
-        else:
-            if step % rebuild_every == 0:
-                with torch.no_grad():
-                    nn_cos, nbr = nearest_neighbours(p.detach(), k=m)
-                    worst = float(nn_cos[:, 0].max())
-                    if worst < best:
-                        best, best_p = worst, p.detach().clone()
-            q = normalize(p, dim=1)
-            loss = _smooth_max_loss(torch.einsum("kd,kmd->km", q, q[nbr]), temp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            else:
+                _, grad = _neighbour_smooth_max_grad(p, graph, temp)
+            p.grad = grad
         opt.step()
         with torch.no_grad():
             p.copy_(normalize(p, dim=1))
