@@ -104,34 +104,8 @@ def test_python_dash_m_entry_point_exits_2_without_traceback(tmp_path):
 
 
 def test_seed_changes_random_prototypes(tmp_path):
-    main(
-        [
-            "prototypes",
-            "-k",
-            "9",
-            "-d",
-            "3",
-            "--method",
-            "random",
-            "--seed",
-            "1",
-            "-o",
-            str(tmp_path / "a.npy"),
-        ]
-    )
-    main(
-        [
-            "prototypes",
-            "-k",
-            "9",
-            "-d",
-            "3",
-            "--method",
-            "random",
-            "--seed",
-            "2",
-            "-o",
-            str(tmp_path / "b.npy"),
-        ]
-    )
-    assert not torch.equal(protos.load(tmp_path / "a.npy")[0], protos.load(tmp_path / "b.npy")[0])
+    for seed in ("1", "2"):
+        argv = ["prototypes", "-k", "9", "-d", "3", "--method", "random", "--seed", seed]
+        assert main([*argv, "-o", str(tmp_path / f"{seed}.npy")]) == 0
+    first, second = (protos.load(tmp_path / f"{s}.npy")[0] for s in ("1", "2"))
+    assert not torch.equal(first, second)

@@ -103,3 +103,17 @@ def test_hand_written_dense_gradient_equals_autograd():
     optimize.separation_loss(q, 50.0).backward()
     assert torch.allclose(grad, q.grad, atol=1e-10)
     assert worst == pytest.approx(protos.report(p).worst_cosine, abs=1e-12)
+
+
+def test_sparse_neighbour_gradient_equals_autograd_over_the_lists():
+    gen = torch.Generator().manual_seed(6)
+    p = torch.nn.functional.normalize(torch.randn(50, 5, generator=gen, dtype=torch.float64), dim=1)
+    _, nbr = protos.nearest_neighbours(p, k=7)
+    graph = optimize._NeighbourGraph(nbr)
+    worst, grad = optimize._neighbour_smooth_max_grad(p.clone(), graph, 40.0)
+    q = p.clone().requires_grad_(True)
+    qn = torch.nn.functional.normalize(q, dim=1)
+    cos = torch.einsum("kd,kmd->km", qn, qn[nbr])
+    (torch.logsumexp(40.0 * cos, dim=1) / 40.0).mean().backward()
+    assert torch.allclose(grad, q.grad, atol=1e-10)
+    assert worst == pytest.approx(float(cos.detach().max()), abs=1e-12)
