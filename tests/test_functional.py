@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from hpn import functional as F
+from hpn import prototypes as protos
+
+
+def _paper_gradient(z, p):
+    """The paper's analytic dL/dz for one example, L = (1 - cos)^2 (seed 000)."""
+    zn, pn = z.norm(), p.norm()
+    cos = (z @ p) / (zn * pn)
+    return 2 * (1 - cos) * (cos * z / zn**2 - p / (zn * pn))
+
+
+def test_loss_gradient_equals_the_papers_analytic_formula():
+    gen = torch.Generator().manual_seed(0)
+    prototypes = protos.generate(7, 5, method="random", seed=1).double()
+    z = torch.randn(9, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 7, (9,), generator=gen)
+    F.prototype_loss(z, prototypes, labels).backward()
+    expected = torch.stack(
+        [_paper_gradient(z[i].detach(), prototypes[labels[i]]) for i in range(9)]
+    )
+    assert torch.allclose(z.grad, expected, atol=1e-12)
+
+
+def test_gradcheck_float64_classification_and_regression():
+    gen = torch.Generator().manual_seed(1)
+    prototypes = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 1, 1, 2])
+    z = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: F.prototype_loss(x, prototypes, labels), (z,))
+    y = torch.tensor([1.0, 4.0, 2.5, 3.0, 0.0], dtype=torch.float64)
+    pole = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: F.regression_loss(x, pole, y, 0.0, 4.0), (z,))
+
+
+def test_loss_reference_values_and_reductions():
+    p = torch.eye(2)
+    z = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-3.0, 0.0]])
+    labels = torch.tensor([0, 1, 0])
+    c = 2**-0.5
+    expected = torch.tensor([0.0, (1 - c) ** 2, 4.0])
+    assert torch.allclose(F.prototype_loss(z, p, labels, reduction="none"), expected)
+    assert float(F.prototype_loss(z, p, labels)) == pytest.approx(float(expected.sum()))
+    assert float(F.prototype_loss(z, p, labels, reduction="mean")) == pytest.approx(
+        float(expected.mean())
+    )
+    # invariant to the scale of outputs and prototypes
+    assert torch.allclose(F.prototype_loss(7 * z, 3 * p, labels, reduction="none"), expected)
+
+
+def test_zero_output_is_finite_and_loss_is_one():
+    z = torch.zeros(2, 4, requires_grad=True)
+    loss = F.prototype_loss(z, torch.eye(4), torch.tensor([0, 3]), reduction="none")
+    assert torch.equal(loss.detach(), torch.ones(2))
+    loss.sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_loss_is_float32_under_bfloat16_inputs():
+    z = torch.randn(3, 4).bfloat16()
+    assert F.prototype_loss(z, torch.eye(4), torch.tensor([0, 1, 2])).dtype == torch.float32
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_nearest_prototype_chunked_equals_dense_argmax(chunk):
+    gen = torch.Generator().manual_seed(2)
+    p = torch.randn(50, 6, generator=gen)
+    z = torch.randn(20, 6, generator=gen)
+    idx, cos = F.nearest_prototype(z, p, chunk_size=chunk)
+    dense = torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(p, dim=1).T
+    assert torch.equal(idx, dense.argmax(dim=1))
+    assert torch.allclose(cos, dense.max(dim=1).values, atol=1e-6)
+
+
+def test_regression_round_trips_the_bounds_exactly():
+    y = torch.tensor([1890.0, 1950.5, 2010.0], dtype=torch.float64)
+    low, high = F.regression_bounds(y)
+    assert (low, high) == (1890.0, 2010.0)
+    r = F.regression_target(y, low, high)
+    assert r[0] == -1.0 and r[-1] == 1.0
+    assert torch.equal(F.regression_inverse(r, low, high), y)
+    # an output on the upper pole predicts v_u, on the lower pole v_l
+    pole = torch.tensor([0.0, 1.0])
+    cos = F.cosine_to(torch.tensor([[0.0, 5.0], [0.0, -2.0]]), pole)
+    assert F.regression_inverse(cos, low, high).tolist() == [2010.0, 1890.0]
+
+
+def test_regression_loss_reference_value():
+    z = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    pole = torch.tensor([1.0, 0.0])
+    y = torch.tensor([10.0, 0.0])  # r = 1 and -1
+    c = 2**-0.5
+    assert float(F.regression_loss(z, pole, y, 0.0, 10.0)) == pytest.approx((1 - c) ** 2 + 1.0)
+
+
+def test_multitask_loss_weights_and_validates():
+    assert float(F.multitask_loss(torch.tensor(2.0), torch.tensor(4.0), 0.25)) == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="task_weight must be in"):
+        F.multitask_loss(torch.tensor(1.0), torch.tensor(1.0), 1.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda: F.prototype_loss(torch.ones(2, 3), torch.eye(3), torch.tensor([0, 3])),
+            "label 3 outside the 3 classes",
+        ),
+        (
+            lambda: F.prototype_loss(torch.ones(2, 3), torch.eye(3), torch.tensor([0])),
+            "labels must have shape",
+        ),
+        (
+            lambda: F.prototype_loss(torch.ones(1, 3), torch.eye(3), torch.tensor([0]), "avg"),
+            "reduction",
+        ),
+        (lambda: F.regression_bounds(torch.tensor([3.0, 3.0])), "all regression targets equal 3.0"),
+        (lambda: F.regression_target(torch.ones(1), 2.0, 1.0), "lower < upper"),
+        (lambda: F.nearest_prototype(torch.ones(1, 2), torch.eye(2), chunk_size=0), "chunk_size"),
+    ],
+)
+def test_bad_input_names_the_problem(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
