@@ -1,0 +1,209 @@
+"""Prototype heads: ``nn.Module`` wrappers that own fixed prototypes and call
+:mod:`hpn.functional`.
+
+Prototypes (and regression bounds) are persistent buffers: ``state_dict()`` saves them,
+``.to()`` moves them, and the optimiser never sees them. Each head may carry a linear layer
+from a backbone's features to the d-dim output space, so it can replace a model's final
+``nn.Linear`` (:func:`replace_classifier`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hpn import functional as F
+
+
+def _projection(in_features: int | None, dims: int) -> nn.Module:
+    if in_features is None:
+        return nn.Identity()
+    if in_features < 1:
+        raise ValueError(f"in_features must be >= 1, got {in_features}")
+    return nn.Linear(in_features, dims)
+
+
+def _check_prototypes(prototypes: torch.Tensor) -> torch.Tensor:
+    p = torch.as_tensor(prototypes)
+    if p.ndim != 2 or len(p) < 2:
+        raise ValueError(f"prototypes must be (K, d) with K >= 2, got shape {tuple(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ValueError("prototypes contain NaN or inf")
+    return F.unit(p.detach().float())
+
+
+class PrototypeClassifier(nn.Module):
+    """Classification head: outputs z in R^d, scores cos(z, p_c) for every class.
+
+    ``forward`` returns (N, K) cosine scores so ``argmax`` works as after a softmax layer;
+    :meth:`predict` does the same in chunks of prototypes for very many classes.
+
+    Args:
+        prototypes: (K, d) fixed prototypes (normalised and stored as a buffer).
+        in_features: if given, a ``Linear(in_features, d)`` maps backbone features to z.
+
+    Example:
+        >>> head = PrototypeClassifier(torch.eye(3), in_features=5)
+        >>> head(torch.randn(2, 5)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, prototypes: torch.Tensor, in_features: int | None = None):
+        super().__init__()
+        p = _check_prototypes(prototypes)
+        self.num_classes, self.dims = p.shape
+        self.proj = _projection(in_features, self.dims)
+        self.register_buffer("prototypes", p)
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, d) unit output vectors."""
+        return F.unit(self.proj(features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(features) @ self.prototypes.to(features.dtype).T
+
+    def loss(
+        self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "sum"
+    ) -> torch.Tensor:
+        """The paper's (1 - cos(z, p_y))^2; touches only the target prototypes."""
+        return F.prototype_loss(self.proj(features), self.prototypes, labels, reduction)
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor, chunk_size: int = 65_536) -> torch.Tensor:
+        """(N,) nearest-prototype classes without an N x K matrix."""
+        return F.nearest_prototype(self.proj(features), self.prototypes, chunk_size)[0]
+
+
+class PrototypeRegressor(nn.Module):
+    """Regression head: the target is read off the cosine to the upper pole p_u.
+
+    Args:
+        dims: output dimensionality d (the paper uses S^1 and S^2, i.e. d = 2 or 3).
+        lower: v_l, the smallest training target (see :func:`hpn.functional.regression_bounds`).
+        upper: v_u, the largest.
+        in_features: optional input size of a linear layer to z.
+        pole: optional (d,) p_u; default the first axis e_1. The lower pole is -p_u.
+    """
+
+    def __init__(
+        self,
+        dims: int,
+        lower: float,
+        upper: float,
+        in_features: int | None = None,
+        pole: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if dims < 1:
+            raise ValueError(f"dims must be >= 1, got {dims}")
+        F.regression_target(torch.zeros(1), lower, upper)  # validates lower < upper
+        pole = torch.eye(dims)[0] if pole is None else F.unit(torch.as_tensor(pole).float())
+        if pole.shape != (dims,):
+            raise ValueError(f"pole must have shape ({dims},), got {tuple(pole.shape)}")
+        self.dims = dims
+        self.proj = _projection(in_features, dims)
+        self.register_buffer("pole", pole)
+        self.register_buffer(
+            "bounds", torch.tensor([float(lower), float(upper)], dtype=torch.float64)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N,) cosine to the upper pole, in [-1, 1]."""
+        return F.cosine_to(self.proj(features), self.pole.to(features.dtype))
+
+    def loss(
+        self, features: torch.Tensor, y: torch.Tensor, reduction: F.Reduction = "sum"
+    ) -> torch.Tensor:
+        low, high = self.bounds.tolist()
+        return F.regression_loss(self.proj(features), self.pole, y, low, high, reduction)
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        low, high = self.bounds.tolist()
+        return F.regression_inverse(self(features).double(), low, high)
+
+
+class MultiTaskHead(nn.Module):
+    """Regression and classification on one sphere, as in the paper's rotated digits.
+
+    Axis 0 carries the regression (poles ±e_1); the class prototypes live in the other d - 1
+    axes, and the class is read from the direction of z in that subspace. Both losses have the
+    same form; ``task_weight`` t gives L = t L_c + (1 - t) L_r.
+
+    Args:
+        class_prototypes: (K, d - 1) prototypes of the classification subspace.
+        lower, upper: regression bounds v_l < v_u.
+        in_features: optional input size of a linear layer to z.
+        task_weight: t in [0, 1].
+    """
+
+    def __init__(
+        self,
+        class_prototypes: torch.Tensor,
+        lower: float,
+        upper: float,
+        in_features: int | None = None,
+        task_weight: float = 0.5,
+    ):
+        super().__init__()
+        p = _check_prototypes(class_prototypes)
+        F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
+        self.num_classes, self.dims = len(p), p.shape[1] + 1
+        self.task_weight = task_weight
+        self.proj = _projection(in_features, self.dims)
+        self.classifier = PrototypeClassifier(p)
+        self.regressor = PrototypeRegressor(self.dims, lower, upper)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """((N, K) class cosines in the classification subspace, (N,) cosine to the pole)."""
+        z = self.proj(features)
+        return self.classifier(z[:, 1:]), self.regressor(z)
+
+    def loss(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        y: torch.Tensor,
+        reduction: F.Reduction = "sum",
+    ) -> torch.Tensor:
+        z = self.proj(features)
+        return F.multitask_loss(
+            self.classifier.loss(z[:, 1:], labels, reduction),
+            self.regressor.loss(z, y, reduction),
+            self.task_weight,
+        )
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.proj(features)
+        return self.classifier.predict(z[:, 1:]), self.regressor.predict(z)
+
+
+def replace_classifier(
+    model: nn.Module, prototypes: torch.Tensor, name: str | None = None
+) -> nn.Module:
+    """Swap a model's final ``nn.Linear`` for a :class:`PrototypeClassifier` of the same input size.
+
+    Args:
+        model: e.g. a ResNet with ``fc`` or a ``nn.Sequential`` ending in a Linear.
+        prototypes: (K, d) prototypes; the new head maps ``in_features`` to d.
+        name: dotted name of the layer to replace (``"fc"``, ``"head.classifier"``); default
+            the last ``nn.Linear`` in ``model.named_modules()`` order.
+
+    Returns:
+        The same model, modified in place.
+    """
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if name is None:
+        if not linears:
+            raise ValueError("the model has no nn.Linear layer to replace; pass name=")
+        name = linears[-1]
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child, None)
+    if not isinstance(old, nn.Linear):
+        raise ValueError(
+            f"{name!r} is not an nn.Linear layer of the model (Linear layers: {linears})"
+        )
+    setattr(parent, child, PrototypeClassifier(prototypes, in_features=old.in_features))
+    return model

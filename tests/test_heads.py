@@ -1,0 +1,121 @@
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from hpn import functional as F
+from hpn import prototypes as protos
+from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor, replace_classifier
+
+
+def _roundtrip(module: nn.Module) -> dict:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer)
+
+
+def test_classifier_scores_are_cosines_and_argmax_is_nearest_prototype():
+    p = protos.generate(12, 6, method="optimized", steps=100)
+    head = PrototypeClassifier(p, in_features=8)
+    x = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))
+    scores = head(x)
+    z = head.proj(x)
+    expected = torch.nn.functional.normalize(z, dim=1) @ p.T
+    assert scores.shape == (30, 12)
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert torch.equal(scores.argmax(dim=1), head.predict(x, chunk_size=5))
+
+
+def test_prototypes_are_buffers_saved_moved_and_never_trained():
+    p = protos.generate(5, 4, method="simplex")
+    head = PrototypeClassifier(p, in_features=3)
+    assert "prototypes" in head.state_dict()
+    assert all(param is not head.prototypes for param in head.parameters())
+    restored = PrototypeClassifier(torch.eye(5, 4) + 1.0, in_features=3)
+    restored.load_state_dict(_roundtrip(head))
+    assert torch.equal(restored.prototypes, head.prototypes)
+    assert head.to(torch.float64).prototypes.dtype == torch.float64
+    # a training step moves the projection, not the prototypes
+    before = head.prototypes.clone()
+    opt = torch.optim.SGD(head.parameters(), lr=0.5)
+    head.loss(torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 3])).backward()
+    opt.step()
+    assert torch.equal(head.prototypes, before)
+
+
+def test_head_loss_equals_functional_loss():
+    head = PrototypeClassifier(torch.eye(3))
+    z = torch.randn(4, 3)
+    y = torch.tensor([0, 2, 1, 1])
+    assert torch.equal(head.loss(z, y, "mean"), F.prototype_loss(z, torch.eye(3), y, "mean"))
+
+
+def test_regressor_predicts_the_bounds_at_the_poles_and_round_trips_state():
+    head = PrototypeRegressor(dims=3, lower=1900.0, upper=2000.0)
+    x = torch.tensor([[4.0, 0.0, 0.0], [-0.5, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert head.predict(x).tolist() == [2000.0, 1900.0, 1950.0]
+    clone = PrototypeRegressor(dims=3, lower=0.0, upper=1.0)
+    clone.load_state_dict(_roundtrip(head))
+    assert clone.predict(x).tolist() == [2000.0, 1900.0, 1950.0]
+    y = torch.tensor([2000.0, 1900.0, 1950.0])
+    assert float(head.loss(x, y)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_multitask_head_splits_axes_and_weights_losses():
+    cls = protos.generate(4, 2, method="orthoplex")  # +-e1, +-e2 in the 2-d class subspace
+    head = MultiTaskHead(cls, lower=0.0, upper=360.0, task_weight=0.25)
+    x = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, -1.0]])  # equator / 45 degrees up
+    scores, pole_cos = head(x)
+    assert scores.argmax(dim=1).tolist() == [0, 3]
+    assert torch.allclose(pole_cos, torch.tensor([0.0, 2**-0.5]))
+    classes, angles = head.predict(x)
+    assert classes.tolist() == [0, 3]
+    assert angles[0].item() == pytest.approx(180.0) and angles[1].item() == pytest.approx(
+        180 + 180 * 2**-0.5
+    )
+    labels, y = torch.tensor([0, 3]), torch.tensor([180.0, 300.0])
+    lc = F.prototype_loss(x[:, 1:], cls, labels)
+    lr = F.regression_loss(x, torch.tensor([1.0, 0.0, 0.0]), y, 0.0, 360.0)
+    assert float(head.loss(x, labels, y)) == pytest.approx(float(0.25 * lc + 0.75 * lr), rel=1e-6)
+
+
+def test_replace_classifier_swaps_the_last_linear():
+    model = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 100))
+    replace_classifier(model, protos.generate(100, 16, method="random"))
+    assert isinstance(model[2], PrototypeClassifier) and model[2].proj.in_features == 7
+    assert model(torch.randn(3, 10)).shape == (3, 100)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 6)
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.fc(self.body(x))
+
+    net = replace_classifier(Net(), torch.eye(3, 5), name="fc")
+    assert isinstance(net.fc, PrototypeClassifier) and net(torch.randn(2, 4)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: PrototypeClassifier(torch.ones(1, 3)), "K >= 2"),
+        (lambda: PrototypeClassifier(torch.tensor([[1.0, float("nan")], [0.0, 1.0]])), "NaN"),
+        (lambda: PrototypeRegressor(3, 5.0, 5.0), "lower < upper"),
+        (lambda: MultiTaskHead(torch.eye(3), 0.0, 1.0, task_weight=2.0), "task_weight"),
+        (lambda: replace_classifier(nn.Sequential(nn.ReLU()), torch.eye(3)), "no nn.Linear"),
+        (
+            lambda: replace_classifier(
+                nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.eye(3), name="1"
+            ),
+            "'1' is not an nn.Linear",
+        ),
+    ],
+)
+def test_bad_construction_names_the_problem(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
