@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from hpn.files import atomic_write_bytes
 
 FORMAT = "hpn-prototypes"
 FORMAT_VERSION = 1
@@ -26,22 +27,6 @@ FORMAT_VERSION = 1
 def sidecar_path(path: str | os.PathLike) -> Path:
     """The JSON sidecar that belongs to a ``.npy`` prototype file."""
     return Path(path).with_suffix(".json")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(

@@ -1,0 +1,81 @@
+"""The one shape every data source returns.
+
+A source gives a :class:`DataSplits`: train / val / test datasets whose items are
+``(x, target)``, with ``target`` a dict holding ``"label"`` (int64 class id) for
+classification, ``"value"`` (float32) for regression, or both for multi-task. The default
+collate function stacks dicts, so a batch is ``(x: (N, ...), {"label": (N,), "value": (N,)})``.
+Validation splits are carved from the training data (never from test) by a seeded
+permutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+Task = Literal["classification", "regression", "multitask"]
+
+
+class TensorDataset(Dataset):
+    """In-memory dataset: inputs (N, ...) and a dict of (N,) targets.
+
+    Inputs may be uint8 images; ``transform`` (a callable on one float tensor) runs per item.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], transform=None):
+        for key, value in targets.items():
+            if len(value) != len(inputs):
+                raise ValueError(f"target {key!r} has {len(value)} rows for {len(inputs)} inputs")
+        self.inputs, self.targets, self.transform = inputs, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        x = self.inputs[index]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, {key: value[index] for key, value in self.targets.items()}
+
+    def subset(self, indices: torch.Tensor) -> TensorDataset:
+        return TensorDataset(
+            self.inputs[indices], {k: v[indices] for k, v in self.targets.items()}, self.transform
+        )
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test data of one source, and what it holds.
+
+    Attributes:
+        train, val, test: datasets of ``(x, target-dict)`` items.
+        task: ``classification``, ``regression`` or ``multitask``.
+        input_shape: shape of one x, e.g. (1, 28, 28) or (300,).
+        num_classes: K for classification / multi-task, else None.
+        class_names: optional K names.
+        info: source details for the run record (paths, counts, seeds).
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    task: Task
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def split_train_val(
+    data: TensorDataset, val_fraction: float, seed: int
+) -> tuple[TensorDataset, TensorDataset]:
+    """Seeded split of training data into train and validation parts."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = max(1, round(len(data) * val_fraction))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(perm[n_val:]), data.subset(perm[:n_val])

@@ -1,0 +1,125 @@
+"""Run configuration: plain dataclasses, built from nested dicts (YAML) with strict checks.
+
+Unknown keys and wrong types are errors that name the key, so a typo in a config file never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist5k"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mlp"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class HeadConfig:
+    kind: Literal["prototype", "softmax", "mse"] = "prototype"
+    dims: int | None = None
+    prototypes: str = "auto"  # a generator method, "onehot", or a path to a .npy file
+    prototype_seed: int = 0
+    task_weight: float = 0.5
+    reduction: Literal["sum", "mean"] = "mean"
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 128
+    schedule: Literal["none", "cosine", "step"] = "cosine"
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: str = "runs/run"
+    select_metric: str = "auto"  # validation metric that picks the best epoch
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+def _check_type(path: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(
+                f"config {path}: {value!r} is not one of {list(typing.get_args(hint))}"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        return _check_type(path, value, next(a for a in args if a is not type(None)))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = origin or hint
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ValueError(
+            f"config {path}: expected {getattr(expected, '__name__', expected)}, got {value!r}"
+        )
+    return value
+
+
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path or '(top level)'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"config {path or '(top level)'}: unknown key(s) {unknown}; known: {sorted(names)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        sub = f"{path}.{key}" if path else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, sub)
+        else:
+            kwargs[key] = _check_type(sub, value, hint)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+    import yaml
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key.sub=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def to_dict(config: RunConfig) -> dict:
+    return dataclasses.asdict(config)

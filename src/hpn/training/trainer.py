@@ -1,0 +1,358 @@
+"""The training loop: backbone + head, seeded, validated, checkpointed, resumable.
+
+A run folder holds ``config.json`` (resolved config), ``versions.json``, ``metrics.csv`` (one
+row per epoch), ``last.pt`` (every epoch) and ``best.pt`` (best validation epoch), all written
+atomically, and ``results.json`` with the test metrics of the best-validation model. The test
+split is evaluated once, at the end, on the model selected on validation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from hpn import __version__
+from hpn import prototypes as protos
+from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
+from hpn.data.base import DataSplits
+from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
+from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
+from hpn.training.config import HeadConfig, RunConfig, to_dict
+
+
+class Network(nn.Module):
+    """A backbone that returns features and a head with ``loss`` and ``predict``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, task: str):
+        super().__init__()
+        self.backbone, self.head, self.task = backbone, head, task
+
+    def forward(self, x: torch.Tensor):
+        return self.head(self.backbone(x))
+
+    def loss(
+        self, x: torch.Tensor, targets: dict[str, torch.Tensor], reduction: str
+    ) -> torch.Tensor:
+        feats = self.backbone(x)
+        if self.task == "classification":
+            return self.head.loss(feats, targets["label"], reduction)
+        if self.task == "regression":
+            return self.head.loss(feats, targets["value"], reduction)
+        return self.head.loss(feats, targets["label"], targets["value"], reduction)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.head.predict(self.backbone(x))
+        if self.task == "classification":
+            return {"label": out}
+        if self.task == "regression":
+            return {"value": out}
+        return {"label": out[0], "value": out[1]}
+
+
+def train_values(dataset: Dataset) -> torch.Tensor:
+    """All regression targets of a dataset (from its target table when it has one)."""
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, dict) and "value" in targets:
+        return torch.as_tensor(targets["value"]).double()
+    return torch.tensor(
+        [float(dataset[i][1]["value"]) for i in range(len(dataset))], dtype=torch.float64
+    )
+
+
+def make_prototypes(
+    cfg: HeadConfig, num_classes: int, dims: int, class_names=None
+) -> tuple[torch.Tensor, dict]:
+    """Prototypes for a head: a generator method, ``onehot`` (d = K) or a ``.npy`` file."""
+    if cfg.prototypes == "onehot":
+        return torch.eye(num_classes), {"method": "onehot"}
+    if cfg.prototypes.endswith(".npy"):
+        p, meta = protos.load(cfg.prototypes)
+        if p.shape != (num_classes, dims):
+            raise ValueError(
+                f"prototype file {cfg.prototypes} holds {p.shape[0]} x {p.shape[1]} prototypes; "
+                f"the model needs {num_classes} x {dims}"
+            )
+        return p, {"method": meta.get("method", "file"), "file": cfg.prototypes}
+    built = protos.build(
+        num_classes, dims, method=cfg.prototypes, seed=cfg.prototype_seed, class_names=class_names
+    )
+    return built.prototypes, {
+        "method": built.method,
+        "seed": built.seed,
+        **protos.report(built.prototypes).to_dict(),
+    }
+
+
+def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[nn.Module, dict]:
+    """The head the config asks for, with its prototypes and regression bounds."""
+    task, k = splits.task, splits.num_classes
+    info: dict = {"kind": cfg.kind}
+    if task != "classification":
+        lower, upper = (float(v) for v in torch.aminmax(train_values(splits.train)))
+        if not upper > lower:
+            raise ValueError(f"all training regression targets equal {lower}")
+        info["bounds"] = [lower, upper]
+    if cfg.kind == "softmax" and task == "classification":
+        return SoftmaxClassifier(in_features, k), info
+    if cfg.kind in ("softmax", "mse") and task == "multitask":
+        return MultiTaskBaseline(in_features, k, lower, upper, cfg.task_weight), info
+    if cfg.kind == "mse" and task == "regression":
+        return MSERegressor(in_features, lower, upper), info
+    if cfg.kind != "prototype":
+        raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
+    if task == "regression":
+        return PrototypeRegressor(cfg.dims or 2, lower, upper, in_features=in_features), info
+    if task == "classification":
+        dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
+        p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names)
+        return PrototypeClassifier(p, in_features=in_features), info
+    dims = cfg.dims or 3
+    if dims < 3:
+        raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
+    p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names)
+    return MultiTaskHead(
+        p, lower, upper, in_features=in_features, task_weight=cfg.task_weight
+    ), info
+
+
+@dataclass
+class EpochMetrics:
+    loss: float
+    accuracy: float | None = None
+    mae: float | None = None
+
+
+@torch.no_grad()
+def evaluate(
+    net: Network, data: Dataset, batch_size: int, device: str, reduction: str
+) -> EpochMetrics:
+    """Mean loss per example, accuracy and mean absolute error over a dataset."""
+    net.eval()
+    total, n, correct, abs_err = 0.0, 0, 0, 0.0
+    for x, targets in DataLoader(data, batch_size=batch_size):
+        x = x.to(device)
+        targets = {k: v.to(device) for k, v in targets.items()}
+        loss = net.loss(x, targets, "sum")
+        total += float(loss)
+        n += len(x)
+        pred = net.predict(x)
+        if "label" in pred:
+            correct += int((pred["label"] == targets["label"]).sum())
+        if "value" in pred:
+            abs_err += float((pred["value"] - targets["value"].double()).abs().sum())
+    task = net.task
+    return EpochMetrics(
+        loss=total / max(n, 1),
+        accuracy=correct / n if task != "regression" else None,
+        mae=abs_err / n if task != "classification" else None,
+    )
+
+
+def _versions() -> dict:
+    return {
+        "hpn": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what resumes
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
+
+
+def _scheduler(opt: torch.optim.Optimizer, kind: str, epochs: int):
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    if kind == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            opt, [int(epochs * 0.5), int(epochs * 0.75)], 0.1
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _select(task: str, metric: str) -> tuple[str, bool]:
+    """(column, higher_is_better) of the validation metric that picks the best epoch."""
+    if metric == "auto":
+        metric = {"classification": "val_accuracy", "regression": "val_mae"}.get(task, "val_loss")
+    if metric not in ("val_accuracy", "val_mae", "val_loss"):
+        raise ValueError(
+            f"select_metric must be auto, val_accuracy, val_mae or val_loss, got {metric!r}"
+        )
+    return metric, metric == "val_accuracy"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
+
+
+def train(
+    cfg: RunConfig,
+    splits: DataSplits,
+    backbone: nn.Module,
+    resume: bool = False,
+    log=print,
+) -> dict:
+    """Train ``backbone`` + the configured head on ``splits``; returns the results dict.
+
+    Args:
+        cfg: the run configuration (``out_dir`` is the run folder).
+        splits: the data.
+        backbone: a module mapping inputs to (N, out_features) features.
+        resume: continue from ``out_dir/last.pt``; without it an existing checkpoint is an
+            error, so a finished or interrupted run is never overwritten by accident.
+        log: where progress lines go.
+    """
+    out = Path(cfg.out_dir)
+    last, best_path = out / "last.pt", out / "best.pt"
+    if last.exists() and not resume:
+        raise ValueError(
+            f"{out} already holds a run (last.pt); pass --resume or choose another out_dir"
+        )
+    if resume and not last.exists():
+        raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+    _seed_everything(cfg.seed)
+    head, head_info = build_head(cfg.head, splits, backbone.out_features)
+    net = Network(backbone, head, splits.task).to(cfg.device)
+    oc = cfg.optim
+    params = [p for p in net.parameters() if p.requires_grad]
+    if oc.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=oc.lr, weight_decay=oc.weight_decay)
+    sched = _scheduler(opt, oc.schedule, oc.epochs)
+    column, higher = _select(splits.task, cfg.select_metric)
+    rows: list[dict] = []
+    start_epoch, best = 0, -math.inf if higher else math.inf
+    if resume:
+        state = torch.load(last, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, best, rows = state["epoch"] + 1, state["best"], state["rows"]
+        log(f"resumed {out} at epoch {start_epoch}")
+    else:
+        atomic_write_json(out / "config.json", to_dict(cfg))
+        atomic_write_json(out / "versions.json", _versions())
+        atomic_write_json(out / "head.json", head_info)
+    for epoch in range(start_epoch, oc.epochs):
+        net.train()
+        tic = time.perf_counter()
+        order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = DataLoader(
+            splits.train,
+            batch_size=oc.batch_size,
+            sampler=RandomSampler(splits.train, generator=order),
+        )
+        total, n = 0.0, 0
+        for step, (x, targets) in enumerate(loader):
+            x = x.to(cfg.device)
+            targets = {k: v.to(cfg.device) for k, v in targets.items()}
+            loss = net.loss(x, targets, cfg.head.reduction)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * (len(x) if cfg.head.reduction == "mean" else 1)
+            n += len(x)
+            if sys.stdout.isatty():
+                print(
+                    f"\repoch {epoch + 1}/{oc.epochs} step {step + 1}/{len(loader)}",
+                    end="",
+                    flush=True,
+                )
+        sched.step()
+        seconds = time.perf_counter() - tic
+        val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(n, 1),
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "val_mae": val.mae,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+        }
+        rows.append(row)
+        score = row[column]
+        improved = score > best if higher else score < best
+        if improved:
+            best = score
+            atomic_torch_save(best_path, {"model": net.state_dict(), "epoch": epoch})
+        _write_csv(out / "metrics.csv", rows)
+        atomic_torch_save(
+            last,
+            {
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": _rng_state(),
+                "epoch": epoch,
+                "best": best,
+                "rows": rows,
+            },
+        )
+        acc = "" if val.accuracy is None else f" val acc {val.accuracy:.4f}"
+        mae = "" if val.mae is None else f" val mae {val.mae:.4f}"
+        log(
+            f"\repoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae} ({seconds:.1f} s)"
+        )
+    net.load_state_dict(torch.load(best_path, weights_only=False)["model"])
+    test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction)
+    results = {
+        "test_loss": test.loss,
+        "test_accuracy": test.accuracy,
+        "test_mae": test.mae,
+        "best_epoch": int(torch.load(best_path, weights_only=False)["epoch"]) + 1,
+        "selected_on": column,
+        "epochs": oc.epochs,
+        "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "output_size": _output_size(net.head),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "seed": cfg.seed,
+        "data": splits.info,
+    }
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def _output_size(head: nn.Module) -> int:
+    """Trainable outputs of the head's last layer (d for prototypes, K for softmax)."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return sum(m.out_features for m in linears)

@@ -1,0 +1,148 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from hpn.data.base import DataSplits, TensorDataset
+from hpn.training import RunConfig, apply_overrides, from_dict, train
+
+
+class TinyMLP(nn.Module):
+    def __init__(self, in_features=8, out_features=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, out_features), nn.ReLU(), nn.Dropout(0.1))
+        self.out_features = out_features
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _splits(task="classification", n=600, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(4, 8, generator=g) * 4 - 2
+
+    def make(m):
+        y = torch.randint(0, 4, (m,), generator=g)
+        x = centres[y] + 0.6 * torch.randn(m, 8, generator=g)
+        value = 10.0 * x[:, 0] + 3.0
+        targets = {
+            "classification": {"label": y},
+            "regression": {"value": value},
+            "multitask": {"label": y, "value": value},
+        }
+        return TensorDataset(x, targets[task])
+
+    return DataSplits(make(n), make(200), make(200), task, (8,), 4)
+
+
+def _cfg(tmp_path, name="run", **sections):
+    data = {"out_dir": str(tmp_path / name), "optim": {"epochs": 4, "lr": 0.05, "batch_size": 64}}
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.update(
+            {key: value}
+        )
+    return from_dict(RunConfig, data)
+
+
+@pytest.mark.parametrize(
+    ("task", "head", "metric"),
+    [
+        ("classification", {"kind": "prototype", "dims": 3}, "test_accuracy"),
+        ("classification", {"kind": "softmax"}, "test_accuracy"),
+        ("regression", {"kind": "prototype", "dims": 2}, "test_mae"),
+        ("regression", {"kind": "mse"}, "test_mae"),
+        ("multitask", {"kind": "prototype", "dims": 4}, "test_accuracy"),
+        ("multitask", {"kind": "softmax"}, "test_mae"),
+    ],
+)
+def test_every_head_learns_and_writes_a_run_folder(tmp_path, task, head, metric):
+    torch.manual_seed(0)
+    results = train(_cfg(tmp_path, head=head), _splits(task), TinyMLP(), log=lambda *_: None)
+    out = tmp_path / "run"
+    assert {
+        "config.json",
+        "versions.json",
+        "metrics.csv",
+        "last.pt",
+        "best.pt",
+        "results.json",
+    } <= {f.name for f in out.iterdir()}
+    assert json.loads((out / "results.json").read_text())[metric] == results[metric]
+    if metric == "test_accuracy":
+        assert results[metric] > 0.8  # 4 well-separated clusters
+    else:
+        assert results[metric] < 6.0  # targets span about 60; a constant guess is off by ~15
+    assert len((out / "metrics.csv").read_text().splitlines()) == 5
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    splits = _splits()
+    torch.manual_seed(0)
+    train(_cfg(tmp_path, "full"), splits, TinyMLP(), log=lambda *_: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(line):
+        if "epoch 2/4" in line:
+            raise Stop
+
+    torch.manual_seed(0)
+    with pytest.raises(Stop):
+        train(_cfg(tmp_path, "cut"), splits, TinyMLP(), log=stop_after_two)
+    torch.manual_seed(123)  # resume must not depend on the caller's RNG
+    train(_cfg(tmp_path, "cut"), splits, TinyMLP(), resume=True, log=lambda *_: None)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    for key, value in full["model"].items():
+        assert torch.equal(value, cut["model"][key]), key
+    assert (tmp_path / "full" / "metrics.csv").read_text() != ""
+    full_rows = [{k: v for k, v in r.items() if k != "seconds"} for r in full["rows"]]
+    cut_rows = [{k: v for k, v in r.items() if k != "seconds"} for r in cut["rows"]]
+    assert full_rows == cut_rows
+
+
+def test_existing_run_is_not_overwritten_and_missing_resume_is_an_error(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, optim={"epochs": 1})
+    train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_cfg(tmp_path, "other"), _splits(), TinyMLP(), resume=True, log=lambda *_: None)
+
+
+def test_prototype_file_with_wrong_shape_is_refused(tmp_path):
+    from hpn import prototypes as protos
+
+    protos.save(tmp_path / "p.npy", torch.eye(5), method="orthoplex")
+    cfg = _cfg(
+        tmp_path, head={"kind": "prototype", "dims": 5, "prototypes": str(tmp_path / "p.npy")}
+    )
+    with pytest.raises(ValueError, match="holds 5 x 5 prototypes; the model needs 4 x 5"):
+        train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"sede": 1}, r"unknown key\(s\) \['sede'\]"),
+        ({"optim": {"lr": "fast"}}, "config optim.lr: expected float, got 'fast'"),
+        ({"optim": {"epochs": 2.5}}, "config optim.epochs: expected int"),
+        ({"head": {"kind": "magic"}}, "config head.kind: 'magic' is not one of"),
+        ({"head": {"dims": True}}, "config head.dims: expected int"),
+        ({"data": [1, 2]}, "config data: expected a mapping"),
+    ],
+)
+def test_config_errors_name_the_key(data, match):
+    with pytest.raises(ValueError, match=match):
+        from_dict(RunConfig, data)
+
+
+def test_overrides_parse_values_as_yaml():
+    data = apply_overrides({"optim": {"lr": 0.1}}, ["optim.lr=0.5", "head.dims=3", "seed=7"])
+    cfg = from_dict(RunConfig, data)
+    assert (cfg.optim.lr, cfg.head.dims, cfg.seed) == (0.5, 3, 7)
+    with pytest.raises(ValueError, match="key.sub=value"):
+        apply_overrides({}, ["no-equals-sign"])
