@@ -1,4 +1,4 @@
-"""The ``hpn`` command line: ``hpn prototypes | demo | bench``.
+"""The ``hpn`` command line: ``hpn prototypes | train | demo | bench``.
 
 Errors a user can cause (bad numbers, unknown methods, missing files) end in one line on
 stderr and exit status 2; tracebacks are for bugs.
@@ -80,15 +80,20 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from hpn.bench import prototype_table
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hpn.training.run import load_config, run
 
-    prototype_table(
-        cases=[(100, 100), (100, 25), (1000, 100), (10_000, 128)],
-        methods=("random", "auto"),
-        seed=args.seed,
-        out=sys.stdout,
-    )
+    cfg = load_config(args.config, args.overrides)
+    results = run(cfg, resume=args.resume)
+    shown = {k: v for k, v in results.items() if k.startswith("test_") and v is not None}
+    print("test " + "  ".join(f"{k[5:]} {v:.4f}" for k, v in shown.items()) + f"  ({cfg.out_dir})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hpn.demo import demo
+
+    demo(out_dir=args.out, config=args.config, seed=args.seed)
     return 0
 
 
@@ -132,7 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--device", default="cpu")
     pro.set_defaults(func=_cmd_prototypes)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded default")
+    train = sub.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("--config", help="YAML run config (see configs/)")
+    train.add_argument("--resume", action="store_true", help="continue the run in out_dir")
+    train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=0.1")
+    train.set_defaults(func=_cmd_train)
+
+    demo = sub.add_parser("demo", help="the main job: HPN vs softmax on the embedded digits")
+    demo.add_argument("--out", help="run folder (default runs/demo-<time>)")
+    demo.add_argument("--config", default=None, help="base config (default configs/demo.yaml's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
@@ -152,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
+    except (UsageError, ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:
         print(f"hpn: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. piped into `head`

@@ -1,0 +1,43 @@
+"""From a config file to a finished run: the layer that knows about YAML, data and models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hpn.training.config import RunConfig, apply_overrides, from_dict
+from hpn.training.trainer import train
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML run config (or start from defaults) and apply ``key.sub=value`` overrides."""
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+
+
+def load_splits(cfg: RunConfig):
+    """The data the config names; every source takes ``seed``, which defaults to the run's."""
+    from hpn.data.registry import load_data
+
+    return load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
+
+
+def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
+    """Load the data and backbone the config names and train."""
+    from hpn.models import build_backbone
+
+    splits = load_splits(cfg)
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
+    return train(cfg, splits, backbone, resume=resume, log=log)
