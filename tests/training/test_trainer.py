@@ -146,3 +146,27 @@ def test_overrides_parse_values_as_yaml():
     assert (cfg.optim.lr, cfg.head.dims, cfg.seed) == (0.5, 3, 7)
     with pytest.raises(ValueError, match="key.sub=value"):
         apply_overrides({}, ["no-equals-sign"])
+
+
+@pytest.mark.parametrize(("task", "dims"), [("classification", 3), ("multitask", 3)])
+def test_runs_in_three_dims_write_learning_curves_and_a_sphere_plot(tmp_path, task, dims):
+    pytest.importorskip("matplotlib")
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, head={"kind": "prototype", "dims": dims}, optim={"epochs": 2})
+    train(cfg, _splits(task), TinyMLP(), log=lambda *_: None)
+    for name in ("learning_curves.png", "sphere.png"):
+        data = (tmp_path / "run" / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_no_sphere_plot_outside_three_dims(tmp_path):
+    pytest.importorskip("matplotlib")
+    torch.manual_seed(0)
+    train(
+        _cfg(tmp_path, head={"kind": "prototype", "dims": 5}, optim={"epochs": 1}),
+        _splits(),
+        TinyMLP(),
+        log=lambda *_: None,
+    )
+    assert (tmp_path / "run" / "learning_curves.png").is_file()
+    assert not (tmp_path / "run" / "sphere.png").exists()

@@ -349,7 +349,39 @@ def train(
         "data": splits.info,
     }
     atomic_write_json(out / "results.json", results)
+    _plots(net, splits.test, out, oc.batch_size, cfg.device, log)
     return results
+
+
+@torch.no_grad()
+def _sphere_outputs(net: Network, data: Dataset, batch_size: int, device: str):
+    """(outputs, labels, prototypes) in 3-d when the head's output space is S^2, else None."""
+    head = net.head
+    if isinstance(head, PrototypeClassifier) and head.dims == 3:
+        project, protos3 = head.proj, head.prototypes
+    elif isinstance(head, MultiTaskHead) and head.dims == 3:
+        p = head.classifier.prototypes
+        project, protos3 = head.proj, torch.cat([torch.zeros(len(p), 1, device=p.device), p], dim=1)
+    else:
+        return None
+    net.eval()
+    outs, labels = [], []
+    for x, targets in DataLoader(data, batch_size=batch_size):
+        outs.append(project(net.backbone(x.to(device))).cpu())
+        labels.append(targets["label"])
+    return torch.cat(outs).numpy(), torch.cat(labels).numpy(), protos3.cpu().numpy()
+
+
+def _plots(net: Network, test: Dataset, out: Path, batch_size: int, device: str, log) -> None:
+    try:
+        from hpn.evaluation import plots
+
+        plots.learning_curves(out / "metrics.csv", out / "learning_curves.png")
+        sphere = _sphere_outputs(net, test, batch_size, device)
+        if sphere is not None:
+            plots.sphere_plot(*sphere, out / "sphere.png", title="test outputs and prototypes")
+    except ImportError as err:
+        log(f"plots skipped: {err}")
 
 
 def _output_size(head: nn.Module) -> int:

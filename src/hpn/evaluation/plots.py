@@ -1,0 +1,99 @@
+"""Plots written into run folders (matplotlib, an optional extra; the Agg backend, no screen).
+
+* :func:`learning_curves`: losses and the validation metric per epoch from ``metrics.csv``.
+* :func:`sphere_plot`: unit outputs on S^2 coloured by class, with the prototypes, as the
+  paper's rotated-digits figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from hpn.files import atomic_write_bytes
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError('plots need matplotlib: pip install "hpn[data]"') from err
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def learning_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
+    """Train / validation loss and validation accuracy or MAE against the epoch."""
+    plt = _pyplot()
+    with open(metrics_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{metrics_csv} holds no epochs")
+    epochs = [int(r["epoch"]) for r in rows]
+
+    def column(name):
+        return [float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows]
+
+    metrics = [m for m in ("val_accuracy", "val_mae") if not np.isnan(column(m)).all()]
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 3.4))
+    axes = np.atleast_1d(axes)
+    axes[0].plot(epochs, column("train_loss"), label="train")
+    axes[0].plot(epochs, column("val_loss"), label="validation")
+    axes[0].set(xlabel="epoch", ylabel="loss per example", title="loss")
+    axes[0].legend()
+    for ax, name in zip(axes[1:], metrics, strict=True):
+        ax.plot(epochs, column(name), color="C2")
+        ax.set(xlabel="epoch", ylabel=name.replace("_", " "), title=name.replace("_", " "))
+    fig.tight_layout()
+    path = _save(fig, out_png)
+    plt.close(fig)
+    return path
+
+
+def sphere_plot(
+    outputs: np.ndarray,
+    labels: np.ndarray,
+    prototypes: np.ndarray | None,
+    out_png: str | Path,
+    title: str = "outputs on the sphere",
+    max_points: int = 2000,
+) -> Path:
+    """Scatter (N, 3) outputs, normalised onto S^2 and coloured by label, with prototypes."""
+    plt = _pyplot()
+    z = np.asarray(outputs, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != 3:
+        raise ValueError(f"sphere_plot needs (N, 3) outputs, got shape {z.shape}")
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    labels = np.asarray(labels)
+    if len(z) > max_points:
+        keep = np.random.default_rng(0).choice(len(z), max_points, replace=False)
+        z, labels = z[keep], labels[keep]
+    fig = plt.figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 15j]
+    ax.plot_wireframe(
+        np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", linewidth=0.4
+    )
+    ax.scatter(z[:, 0], z[:, 1], z[:, 2], c=labels, cmap="tab10", s=6, alpha=0.7)
+    if prototypes is not None:
+        p = np.asarray(prototypes, dtype=np.float64)
+        p = p / np.linalg.norm(p, axis=1, keepdims=True)
+        ax.scatter(p[:, 0], p[:, 1], p[:, 2], c="black", marker="*", s=120, label="prototypes")
+        ax.legend(loc="upper left")
+    ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
+    ax.set_box_aspect((1, 1, 1))
+    path = _save(fig, out_png)
+    plt.close(fig)
+    return path
