@@ -369,7 +369,10 @@ def _sphere_outputs(net: Network, data: Dataset, batch_size: int, device: str):
     for x, targets in DataLoader(data, batch_size=batch_size):
         outs.append(project(net.backbone(x.to(device))).cpu())
         labels.append(targets["label"])
-    return torch.cat(outs).numpy(), torch.cat(labels).numpy(), protos3.cpu().numpy()
+    outs, protos3 = torch.cat(outs), protos3.cpu()
+    if isinstance(head, MultiTaskHead):  # draw the regression axis (axis 0) as z, like the paper
+        outs, protos3 = outs[:, [1, 2, 0]], protos3[:, [1, 2, 0]]
+    return outs.numpy(), torch.cat(labels).numpy(), protos3.numpy()
 
 
 def _plots(net: Network, test: Dataset, out: Path, batch_size: int, device: str, log) -> None:
