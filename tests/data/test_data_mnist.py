@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpn.data.base import TensorDataset
+from hpn.data.base import TensorDataset, stratified_split
 from hpn.data.mnist import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist,
@@ -14,7 +14,6 @@ from hpn.data.mnist import (
     load_mnist5k,
     mnist5k_path,
     read_idx,
-    stratified_split,
 )
 
 _CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D}

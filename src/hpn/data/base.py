@@ -79,3 +79,53 @@ def split_train_val(
     n_val = max(1, round(len(data) * val_fraction))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.subset(perm[n_val:]), data.subset(perm[:n_val])
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded per-class split of indices into a kept part and a held-out part.
+
+    Each class gives ``round(n_c * fraction)`` of its ``n_c`` examples to the held-out part
+    (so class proportions are kept); a class with a single example stays in the kept part.
+
+    Args:
+        labels: (N,) integer class ids.
+        fraction: share held out, in (0, 1).
+        seed: seed of the permutation.
+
+    Returns:
+        ``(kept, held)``: sorted int64 index tensors, disjoint, together ``0..N-1``.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    labels = torch.as_tensor(labels)
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(labels), generator=generator)
+    held = []
+    for cls in torch.unique(labels).tolist():
+        members = perm[labels[perm] == cls]  # class members in seeded random order
+        held.append(members[: round(len(members) * fraction)])
+    held_idx = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[held_idx] = False
+    return torch.nonzero(mask).flatten(), held_idx
+
+
+def holdout_splits(
+    data: TensorDataset,
+    labels: torch.Tensor,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    test_seed: int,
+) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+    """(train, val, test) for a source without an official test split.
+
+    The test part is held out per class with ``test_seed`` (so runs with different ``seed``
+    are scored on the same test set when ``test_seed`` is fixed); validation is then carved
+    from the rest with ``seed``.
+    """
+    kept, held = stratified_split(labels, test_fraction, test_seed)
+    train, val = split_train_val(data.subset(kept), val_fraction, seed)
+    return train, val, data.subset(held)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hpn.data.base import DataSplits, TensorDataset, split_train_val
+from hpn.data.base import DataSplits, TensorDataset, holdout_splits, split_train_val
 
 FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -63,37 +63,6 @@ _IDX_FILES = {
 
 
 # --------------------------------------------------------------------------- splitting helpers
-
-
-def stratified_split(
-    labels: torch.Tensor, fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded per-class split of indices into a kept part and a held-out part.
-
-    Each class gives ``round(n_c * fraction)`` of its ``n_c`` examples to the held-out part
-    (so class proportions are kept); a class with a single example stays in the kept part.
-
-    Args:
-        labels: (N,) integer class ids.
-        fraction: share held out, in (0, 1).
-        seed: seed of the permutation.
-
-    Returns:
-        ``(kept, held)``: sorted int64 index tensors, disjoint, together ``0..N-1``.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
-    labels = torch.as_tensor(labels)
-    generator = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(labels), generator=generator)
-    held = []
-    for cls in torch.unique(labels).tolist():
-        members = perm[labels[perm] == cls]  # class members in seeded random order
-        held.append(members[: round(len(members) * fraction)])
-    held_idx = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
-    mask = torch.ones(len(labels), dtype=torch.bool)
-    mask[held_idx] = False
-    return torch.nonzero(mask).flatten(), held_idx
 
 
 def _counts(train, val, test) -> dict[str, int]:
@@ -192,9 +161,7 @@ def load_mnist5k(
     images, labels = _read_mnist5k_csv(str(path), path.stat().st_mtime_ns)
     labels_t = torch.tensor(labels)
     data = TensorDataset(torch.tensor(images), {"label": labels_t})
-    kept, held = stratified_split(labels_t, test_fraction, test_seed)
-    test = data.subset(held)
-    train, val = split_train_val(data.subset(kept), val_fraction, seed)
+    train, val, test = holdout_splits(data, labels_t, val_fraction, test_fraction, seed, test_seed)
     return DataSplits(
         train=train,
         val=val,

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-from hpn.data.base import DataSplits, split_train_val
+from hpn.data.base import DataSplits, split_train_val, stratified_split
 from hpn.data.folders import ImageFileDataset, _pil_image, _size_hw
-from hpn.data.mnist import stratified_split
 
 COLUMNS = ("image_path", "style", "year")
 

@@ -13,8 +13,7 @@ import math
 import numpy as np
 import torch
 
-from hpn.data.base import DataSplits, TensorDataset, split_train_val
-from hpn.data.mnist import stratified_split
+from hpn.data.base import DataSplits, TensorDataset, holdout_splits
 
 # (log10 K, std) anchors of the blog protocol; other K interpolate between them.
 _STD_ANCHORS = ((1.0, 3.0), (2.0, 2.5), (3.0, 1.25))
@@ -109,9 +108,7 @@ def gaussian_clusters(
     features = features.reshape(num_classes * samples_per_class, dims)
     labels = torch.arange(num_classes).repeat_interleave(samples_per_class)
     data = TensorDataset(features, {"label": labels})
-    kept, held = stratified_split(labels, test_fraction, seed)
-    test = data.subset(held)
-    train, val = split_train_val(data.subset(kept), val_fraction, seed)
+    train, val, test = holdout_splits(data, labels, val_fraction, test_fraction, seed, seed)
     return DataSplits(
         train=train,
         val=val,
