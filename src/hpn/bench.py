@@ -140,3 +140,61 @@ def prototype_benchmark(
             }
         )
     return rows
+
+
+def classification_benchmark(
+    config: str | None = None,
+    dims: Iterable[int] = (2, 3, 5, 10),
+    seeds: Iterable[int] = (0, 1, 2),
+    out_dir: str = "runs/bench-classification",
+    overrides: Iterable[str] = (),
+    out: TextIO | None = None,
+) -> list[dict]:
+    """HPN at several output dims vs softmax, same backbone/data/epochs, mean over seeds.
+
+    Every run keeps its folder under ``out_dir``; a run whose ``results.json`` exists is read
+    back instead of trained again, so an interrupted benchmark continues where it stopped.
+    """
+    import json
+    import statistics
+    from importlib import resources
+    from pathlib import Path
+
+    from hpn.training.run import load_config, run
+
+    config = config or str(resources.files("hpn.configs") / "demo.yaml")
+    seeds, rows = list(seeds), []
+    variants = [("softmax", None)] + [("prototype", d) for d in dims]
+    base = load_config(config, list(overrides))
+    print(
+        f"# hpn bench classification: {base.data.name}, {base.model.backbone}, {base.optim.epochs} epochs, "
+        f"seeds {seeds}; {machine_line()}",
+        file=out,
+    )
+    print("| head | d | test accuracy (mean ± sd) | per seed | train time per run |", file=out)
+    print("|---|---|---|---|---|", file=out)
+    for kind, d in variants:
+        accs, secs = [], []
+        for seed in seeds:
+            folder = Path(out_dir) / f"{kind}{'' if d is None else f'-d{d}'}-s{seed}"
+            done = folder / "results.json"
+            if done.is_file():
+                res = json.loads(done.read_text())
+            else:
+                extra = [f"head.kind={kind}", f"seed={seed}", f"out_dir={folder}"]
+                extra += [] if d is None else [f"head.dims={d}"]
+                cfg = load_config(config, [*overrides, *extra])
+                res = run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
+            accs.append(res["test_accuracy"])
+            secs.append(res["train_seconds"])
+        mean, sd = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+        rows.append({"head": kind, "dims": d, "mean": mean, "sd": sd, "accs": accs})
+        per_seed = " / ".join(f"{a:.4f}" for a in accs)
+        label = "HPN" if kind == "prototype" else "softmax"
+        dim = "K" if d is None else str(d)
+        print(
+            f"| {label} | {dim} | {mean:.4f} ± {sd:.4f} | {per_seed} | {statistics.mean(secs):.1f} s |",
+            file=out,
+            flush=True,
+        )
+    return rows

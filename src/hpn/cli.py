@@ -102,6 +102,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.which == "prototypes":
         bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
+    elif args.which == "classification":
+        dims = [int(d) for d in args.dims.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        bench.classification_benchmark(
+            config=args.config,
+            dims=dims,
+            seeds=seeds,
+            out_dir=args.out,
+            overrides=args.overrides,
+            out=sys.stdout,
+        )
     return 0
 
 
@@ -150,9 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
-    bench.add_argument("which", choices=["prototypes"])
+    bench.add_argument("which", choices=["prototypes", "classification"])
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--quick", action="store_true", help="small cases only (seconds)")
+    bench.add_argument(
+        "--quick", action="store_true", help="prototypes: small cases only (seconds)"
+    )
+    bench.add_argument("--config", help="classification: base run config (default: the demo's)")
+    bench.add_argument("--dims", default="2,3,5,10", help="classification: HPN output dims")
+    bench.add_argument("--seeds", default="0,1,2", help="classification: seeds")
+    bench.add_argument(
+        "--out", default="runs/bench-classification", help="classification: run folders"
+    )
+    bench.add_argument("overrides", nargs="*", help="classification: key.sub=value overrides")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
