@@ -40,6 +40,7 @@ import copy
 import numbers
 import os
 import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,7 +153,7 @@ def _torch_threads(n: int):
             torch.set_num_threads(before)
 
 
-class _BaseHPN(BaseEstimator):
+class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
     """Shared parameter checks, network construction and the Adam minibatch loop."""
 
     # ---- parameter checks (at fit time, as sklearn expects) ----
@@ -338,8 +339,9 @@ class _BaseHPN(BaseEstimator):
                 out.append(fn(model, x).numpy())
         return np.concatenate(out) if out else np.empty((0,))
 
+    @abstractmethod
     def _decode(self, target: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
+        """Targets as the user gave them (class labels / values) from the training tensor."""
 
 
 class HPNClassifier(ClassifierMixin, _BaseHPN):

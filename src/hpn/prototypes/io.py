@@ -9,6 +9,7 @@ never leaves a half-written set behind.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -77,8 +78,6 @@ def save(
         "hpn_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())

@@ -333,13 +333,14 @@ def train(
         log(
             f"\repoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae} ({seconds:.1f} s)"
         )
-    net.load_state_dict(torch.load(best_path, weights_only=False)["model"])
+    best_state = torch.load(best_path, weights_only=False)
+    net.load_state_dict(best_state["model"])
     test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction)
     results = {
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "test_mae": test.mae,
-        "best_epoch": int(torch.load(best_path, weights_only=False)["epoch"]) + 1,
+        "best_epoch": int(best_state["epoch"]) + 1,
         "selected_on": column,
         "epochs": oc.epochs,
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
