@@ -37,3 +37,45 @@ def test_classification_benchmark_prints_a_row_per_head_and_reuses_finished_runs
     )
     assert done.stat().st_mtime_ns == stamp  # read back, not retrained
     assert again[1]["accs"] == rows[2]["accs"][1:]
+
+
+MULTITASK = """
+seed: 0
+select_metric: val_loss
+data:
+  name: rotated_mnist5k
+  options: {max_angle: 90}
+model:
+  backbone: mlp
+  options: {hidden: [32]}
+head: {kind: prototype, dims: 11}
+optim: {optimizer: adam, lr: 0.001, epochs: 1, batch_size: 128}
+"""
+
+
+def test_multitask_benchmark_runs_single_task_references_and_both_models_per_weight(tmp_path):
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(MULTITASK)
+    out = io.StringIO()
+    rows = bench.multitask_benchmark(
+        str(cfg), weights=(0.25,), seeds=(0,), out_dir=str(tmp_path / "runs"), out=out
+    )
+    assert [(r["model"], r["t"]) for r in rows] == [
+        ("softmax alone", 1.0),
+        ("MSE alone", 0.0),
+        ("HPN classification alone", 1.0),
+        ("HPN regression alone", 0.0),
+        ("softmax + MSE (multi-task baseline)", 0.25),
+        ("HPN multi-task", 0.25),
+    ]
+    by_model = {r["model"]: r for r in rows}
+    # single-task rows are selected on their own task's validation metric
+    assert by_model["MSE alone"]["selected_on"] == "val_mae"
+    assert by_model["softmax alone"]["selected_on"] == "val_accuracy"
+    # angles are in [0, 90): any trained regressor is far better than the worst case
+    assert 0.0 < by_model["HPN multi-task"]["maes"][0] < 45.0
+    assert by_model["HPN multi-task"]["accs"][0] > 0.5  # 10 classes: chance is 0.1
+    table = out.getvalue()
+    assert "| MSE alone | 0 | - |" in table and "| softmax alone | 1 |" in table
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert "prototype-t0.25-val_loss-s0" in runs and "softmax-t0-val_mae-s0" in runs

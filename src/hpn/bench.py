@@ -11,6 +11,7 @@ import os
 import platform
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -142,6 +143,36 @@ def prototype_benchmark(
     return rows
 
 
+def _packaged_config(name: str) -> str:
+    from importlib import resources
+
+    return str(resources.files("hpn.configs") / name)
+
+
+def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) -> dict:
+    """Results of one run of ``config`` + ``overrides`` in ``folder``.
+
+    A finished run (``results.json`` present) is read back, an interrupted one (``last.pt``)
+    resumed, otherwise the run is trained from scratch; so every benchmark continues where
+    it stopped.
+    """
+    import json
+
+    from hpn.training.run import load_config, run
+
+    done = folder / "results.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    cfg = load_config(config, [*overrides, f"seed={seed}", f"out_dir={folder}"])
+    return run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    import statistics
+
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def classification_benchmark(
     config: str | None = None,
     dims: Iterable[int] = (2, 3, 5, 10),
@@ -155,14 +186,9 @@ def classification_benchmark(
     Every run keeps its folder under ``out_dir``; a run whose ``results.json`` exists is read
     back instead of trained again, so an interrupted benchmark continues where it stopped.
     """
-    import json
-    import statistics
-    from importlib import resources
-    from pathlib import Path
+    from hpn.training.run import load_config
 
-    from hpn.training.run import load_config, run
-
-    config = config or str(resources.files("hpn.configs") / "demo.yaml")
+    config = config or _packaged_config("demo.yaml")
     seeds, rows = list(seeds), []
     variants = [("softmax", None)] + [("prototype", d) for d in dims]
     base = load_config(config, list(overrides))
@@ -176,25 +202,81 @@ def classification_benchmark(
     for kind, d in variants:
         accs, secs = [], []
         for seed in seeds:
+            extra = [f"head.kind={kind}"] + ([] if d is None else [f"head.dims={d}"])
             folder = Path(out_dir) / f"{kind}{'' if d is None else f'-d{d}'}-s{seed}"
-            done = folder / "results.json"
-            if done.is_file():
-                res = json.loads(done.read_text())
-            else:
-                extra = [f"head.kind={kind}", f"seed={seed}", f"out_dir={folder}"]
-                extra += [] if d is None else [f"head.dims={d}"]
-                cfg = load_config(config, [*overrides, *extra])
-                res = run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
+            res = run_or_load(config, [*overrides, *extra], seed, folder)
             accs.append(res["test_accuracy"])
             secs.append(res["train_seconds"])
-        mean, sd = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+        mean, sd = _mean_sd(accs)
         rows.append({"head": kind, "dims": d, "mean": mean, "sd": sd, "accs": accs})
         per_seed = " / ".join(f"{a:.4f}" for a in accs)
         label = "HPN" if kind == "prototype" else "softmax"
         dim = "K" if d is None else str(d)
         print(
-            f"| {label} | {dim} | {mean:.4f} ± {sd:.4f} | {per_seed} | {statistics.mean(secs):.1f} s |",
+            f"| {label} | {dim} | {mean:.4f} ± {sd:.4f} | {per_seed} | {_mean_sd(secs)[0]:.1f} s |",
             file=out,
             flush=True,
         )
+    return rows
+
+
+#: Single-task references of the multi-task benchmark: (label, head kind, t, selected on).
+#: t = 1 trains only the classification loss, t = 0 only the regression loss.
+SINGLE_TASK = [
+    ("softmax alone", "softmax", 1.0, "val_accuracy"),
+    ("MSE alone", "softmax", 0.0, "val_mae"),
+    ("HPN classification alone", "prototype", 1.0, "val_accuracy"),
+    ("HPN regression alone", "prototype", 0.0, "val_mae"),
+]
+
+
+def multitask_benchmark(
+    config: str | None = None,
+    weights: Iterable[float] = (0.01, 0.1, 0.25, 0.5, 0.9),
+    seeds: Iterable[int] = (0, 1, 2),
+    out_dir: str = "runs/bench-multitask",
+    overrides: Iterable[str] = (),
+    out: TextIO | None = None,
+) -> list[dict]:
+    """One multi-task HPN vs the softmax + MSE multi-task baseline and single-task models.
+
+    Every model has the config's backbone, data, optimiser and epochs. For each task weight t
+    (L = t L_class + (1 - t) L_reg) it trains the HPN multi-task head and the baseline's
+    shared-backbone softmax + MSE heads; the single-task rows are the same heads trained on
+    one loss (t = 1 or 0) and selected on that task's validation metric. Prints test accuracy
+    and test MAE (in the target's unit, degrees for rotated digits), mean ± sd over seeds.
+    Runs are read back or resumed like :func:`classification_benchmark`'s.
+    """
+    from hpn.training.run import load_config
+
+    config = config or _packaged_config("rotated_multitask.yaml")
+    seeds, weights, rows = list(seeds), list(weights), []
+    base = load_config(config, list(overrides))
+    print(
+        f"# hpn bench multitask: {base.data.name} {base.data.options}, {base.model.backbone}, "
+        f"HPN d = {base.head.dims}, {base.optim.optimizer} lr {base.optim.lr}, "
+        f"{base.optim.epochs} epochs, seeds {seeds}; {machine_line()}",
+        file=out,
+    )
+    print("| model | t | test accuracy | test MAE | selected on |", file=out)
+    print("|---|---|---|---|---|", file=out)
+    plan = [(label, kind, t, metric) for label, kind, t, metric in SINGLE_TASK]
+    for t in weights:
+        plan += [
+            ("softmax + MSE (multi-task baseline)", "softmax", t, base.select_metric),
+            ("HPN multi-task", "prototype", t, base.select_metric),
+        ]
+    for label, kind, t, metric in plan:
+        accs, maes = [], []
+        for seed in seeds:
+            extra = [f"head.kind={kind}", f"head.task_weight={t}", f"select_metric={metric}"]
+            folder = Path(out_dir) / f"{kind}-t{t:g}-{metric}-s{seed}"
+            res = run_or_load(config, [*overrides, *extra], seed, folder)
+            accs.append(res["test_accuracy"])
+            maes.append(res["test_mae"])
+        row = {"model": label, "t": t, "selected_on": metric, "accs": accs, "maes": maes}
+        rows.append(row)
+        acc = "-" if t == 0.0 else "{:.4f} ± {:.4f}".format(*_mean_sd(accs))
+        mae = "-" if t == 1.0 else "{:.2f} ± {:.2f}".format(*_mean_sd(maes))
+        print(f"| {label} | {t:g} | {acc} | {mae} | {metric} |", file=out, flush=True)
     return rows

@@ -109,7 +109,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             config=args.config,
             dims=dims,
             seeds=seeds,
-            out_dir=args.out,
+            out_dir=args.out or "runs/bench-classification",
+            overrides=args.overrides,
+            out=sys.stdout,
+        )
+    elif args.which == "multitask":
+        bench.multitask_benchmark(
+            config=args.config,
+            weights=[float(t) for t in args.weights.split(",")],
+            seeds=[int(s) for s in args.seeds.split(",")],
+            out_dir=args.out or "runs/bench-multitask",
             overrides=args.overrides,
             out=sys.stdout,
         )
@@ -161,18 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
-    bench.add_argument("which", choices=["prototypes", "classification"])
+    bench.add_argument("which", choices=["prototypes", "classification", "multitask"])
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
         "--quick", action="store_true", help="prototypes: small cases only (seconds)"
     )
-    bench.add_argument("--config", help="classification: base run config (default: the demo's)")
-    bench.add_argument("--dims", default="2,3,5,10", help="classification: HPN output dims")
-    bench.add_argument("--seeds", default="0,1,2", help="classification: seeds")
     bench.add_argument(
-        "--out", default="runs/bench-classification", help="classification: run folders"
+        "--config",
+        help="classification / multitask: base run config (default: demo.yaml / "
+        "rotated_multitask.yaml)",
     )
-    bench.add_argument("overrides", nargs="*", help="classification: key.sub=value overrides")
+    bench.add_argument("--dims", default="2,3,5,10", help="classification: HPN output dims")
+    bench.add_argument("--seeds", default="0,1,2", help="classification / multitask: seeds")
+    bench.add_argument(
+        "--weights", default="0.01,0.1,0.25,0.5,0.9", help="multitask: task weights t"
+    )
+    bench.add_argument(
+        "--out",
+        help="run folders (default runs/bench-classification or runs/bench-multitask)",
+    )
+    bench.add_argument(
+        "overrides", nargs="*", help="classification / multitask: key.sub=value overrides"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -170,3 +170,25 @@ def test_no_sphere_plot_outside_three_dims(tmp_path):
     )
     assert (tmp_path / "run" / "learning_curves.png").is_file()
     assert not (tmp_path / "run" / "sphere.png").exists()
+
+
+def _scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_training_with_tensorboard_logs_every_epoch_row(tmp_path):
+    pytest.importorskip("tensorboard")
+    cfg = _cfg(tmp_path, tensorboard=True, head={"kind": "prototype", "dims": 3})
+    torch.manual_seed(0)
+    train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+    scalars = _scalars(tmp_path / "run" / "tensorboard")
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    accs = [float(r.split(",")[3]) for r in rows]
+    assert [s for s, _ in scalars["val/accuracy"]] == [1, 2, 3, 4]
+    assert [v for _, v in scalars["val/accuracy"]] == pytest.approx(accs)
+    assert "train/loss" in scalars and "optim/lr" in scalars
+    assert "val/mae" not in scalars  # None columns are skipped

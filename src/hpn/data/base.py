@@ -10,7 +10,7 @@ permutation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -68,6 +68,36 @@ class DataSplits:
     num_classes: int | None = None
     class_names: list[str] | None = None
     info: dict = field(default_factory=dict)
+
+    def for_task(self, task: Task | None) -> DataSplits:
+        """The same data seen as one of its tasks.
+
+        A multi-task source can be used for classification only (its labels) or regression
+        only (its values), e.g. to train the single-task references of a multi-task
+        experiment; ``None`` or the source's own task returns it unchanged.
+
+        Raises:
+            ValueError: an unknown task, or one the source cannot serve (a classification
+                source has no regression values, and the other way round).
+        """
+        if task is None or task == self.task:
+            return self
+        if task not in ("classification", "regression", "multitask"):
+            raise ValueError(
+                f"unknown task {task!r}; use classification, regression or multitask"
+            )
+        if self.task != "multitask":
+            raise ValueError(
+                f"a {self.task} source cannot be used for {task}; only a multitask source "
+                "narrows to classification or regression"
+            )
+        return replace(
+            self,
+            task=task,
+            num_classes=self.num_classes if task == "classification" else None,
+            class_names=self.class_names if task == "classification" else None,
+            info={**self.info, "task": task, "source_task": self.task},
+        )
 
 
 def split_train_val(

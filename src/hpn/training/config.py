@@ -16,6 +16,8 @@ from typing import Any, Literal
 @dataclass
 class DataConfig:
     name: str = "mnist5k"
+    # A multi-task source used for one task only: classification or regression.
+    task: Literal["classification", "regression", "multitask"] | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -52,6 +54,7 @@ class RunConfig:
     device: str = "cpu"
     out_dir: str = "runs/run"
     select_metric: str = "auto"  # validation metric that picks the best epoch
+    tensorboard: bool = False  # also write per-epoch scalars to out_dir/tensorboard
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

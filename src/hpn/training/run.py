@@ -27,10 +27,14 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
 
 
 def load_splits(cfg: RunConfig):
-    """The data the config names; every source takes ``seed``, which defaults to the run's."""
+    """The data the config names; every source takes ``seed``, which defaults to the run's.
+
+    ``data.task`` narrows a multi-task source to classification or regression.
+    """
     from hpn.data.registry import load_data
 
-    return load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
+    splits = load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
+    return splits.for_task(cfg.data.task)
 
 
 def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:

@@ -13,7 +13,6 @@ import io
 import math
 import platform
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from hpn.data.base import DataSplits
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training.config import HeadConfig, RunConfig, to_dict
+from hpn.training.progress import ProgressBar, TensorBoardLog
 
 
 class Network(nn.Module):
@@ -270,6 +270,7 @@ def train(
         atomic_write_json(out / "config.json", to_dict(cfg))
         atomic_write_json(out / "versions.json", _versions())
         atomic_write_json(out / "head.json", head_info)
+    board = TensorBoardLog(out / "tensorboard") if cfg.tensorboard else None
     for epoch in range(start_epoch, oc.epochs):
         net.train()
         tic = time.perf_counter()
@@ -280,6 +281,7 @@ def train(
             sampler=RandomSampler(splits.train, generator=order),
         )
         total, n = 0.0, 0
+        bar = ProgressBar(len(loader), f"epoch {epoch + 1}/{oc.epochs}")
         for step, (x, targets) in enumerate(loader):
             x = x.to(cfg.device)
             targets = {k: v.to(cfg.device) for k, v in targets.items()}
@@ -291,12 +293,8 @@ def train(
             opt.step()
             total += float(loss.detach()) * (len(x) if cfg.head.reduction == "mean" else 1)
             n += len(x)
-            if sys.stdout.isatty():
-                print(
-                    f"\repoch {epoch + 1}/{oc.epochs} step {step + 1}/{len(loader)}",
-                    end="",
-                    flush=True,
-                )
+            bar.update(step + 1, len(x), total / n)
+        bar.close()
         sched.step()
         seconds = time.perf_counter() - tic
         val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction)
@@ -330,9 +328,13 @@ def train(
         )
         acc = "" if val.accuracy is None else f" val acc {val.accuracy:.4f}"
         mae = "" if val.mae is None else f" val mae {val.mae:.4f}"
+        if board is not None:
+            board.epoch(row)
         log(
-            f"\repoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae} ({seconds:.1f} s)"
+            f"epoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae} ({seconds:.1f} s)"
         )
+    if board is not None:
+        board.close()
     best_state = torch.load(best_path, weights_only=False)
     net.load_state_dict(best_state["model"])
     test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction)
