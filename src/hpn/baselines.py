@@ -77,6 +77,7 @@ class MultiTaskBaseline(nn.Module):
         super().__init__()
         F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
         self.task_weight = task_weight
+        self.num_classes = num_classes
         self.classifier = SoftmaxClassifier(in_features, num_classes)
         self.regressor = MSERegressor(in_features, lower, upper)
 

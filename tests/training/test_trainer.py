@@ -192,3 +192,64 @@ def test_training_with_tensorboard_logs_every_epoch_row(tmp_path):
     assert [v for _, v in scalars["val/accuracy"]] == pytest.approx(accs)
     assert "train/loss" in scalars and "optim/lr" in scalars
     assert "val/mae" not in scalars  # None columns are skipped
+
+
+def test_macro_f1_matches_scikit_learn_including_absent_classes():
+    from sklearn.metrics import f1_score
+
+    from hpn.training.trainer import macro_f1
+
+    g = torch.Generator().manual_seed(0)
+    y_true = torch.randint(0, 5, (300,), generator=g)  # class 5 never occurs in the labels
+    y_pred = torch.where(
+        torch.rand(300, generator=g) < 0.6, y_true, torch.randint(0, 7, (300,), generator=g)
+    )
+    y_pred[y_pred == 6] = 4  # class 6 never occurs anywhere either
+    confusion = torch.bincount(y_true * 7 + y_pred, minlength=49).view(7, 7)
+    assert macro_f1(confusion) == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert macro_f1(torch.zeros(3, 3)) == 0.0
+
+
+def test_run_reports_macro_f1_of_its_test_predictions(tmp_path):
+    from sklearn.metrics import f1_score
+
+    from hpn.training.trainer import Network
+
+    splits = _splits()
+    torch.manual_seed(0)
+    backbone = TinyMLP()
+    cfg = _cfg(tmp_path, select_metric="val_macro_f1", head={"kind": "prototype", "dims": 3})
+    res = train(cfg, splits, backbone, log=lambda *_: None)
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"]
+    from hpn.training.trainer import build_head
+
+    head, _ = build_head(cfg.head, splits, backbone.out_features)
+    net = Network(backbone, head, "classification")
+    net.load_state_dict(state)
+    net.eval()
+    x, y = splits.test.inputs, splits.test.targets["label"]
+    pred = net.predict(x)["label"]
+    assert res["test_macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert res["selected_on"] == "val_macro_f1"
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"), [("regression", "val_macro_f1"), ("classification", "val_mae")]
+)
+def test_selection_metric_must_fit_the_task(tmp_path, task, metric):
+    head = {"kind": "prototype", "dims": 2}
+    with pytest.raises(ValueError, match=metric):
+        train(_cfg(tmp_path, select_metric=metric, head=head), _splits(task), TinyMLP())
+
+
+def test_patience_stops_early_and_a_stopped_run_stays_stopped(tmp_path):
+    torch.manual_seed(0)
+    # a learning rate of zero never improves on the first epoch: stop after 1 + patience
+    cfg = _cfg(tmp_path, optim={"epochs": 10, "lr": 0.0, "patience": 2}, select_metric="val_loss")
+    res = train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+    assert (res["epochs_run"], res["stopped_early"], res["best_epoch"]) == (3, True, 1)
+    rows = (tmp_path / "run" / "metrics.csv").read_text()
+    again = train(cfg, _splits(), TinyMLP(), resume=True, log=lambda *_: None)
+    assert again["epochs_run"] == 3 and (tmp_path / "run" / "metrics.csv").read_text() == rows
+    with pytest.raises(ValueError, match="patience must be >= 1 epoch, got 0"):
+        train(_cfg(tmp_path, "bad", optim={"patience": 0}), _splits(), TinyMLP())

@@ -83,9 +83,7 @@ class DataSplits:
         if task is None or task == self.task:
             return self
         if task not in ("classification", "regression", "multitask"):
-            raise ValueError(
-                f"unknown task {task!r}; use classification, regression or multitask"
-            )
+            raise ValueError(f"unknown task {task!r}; use classification, regression or multitask")
         if self.task != "multitask":
             raise ValueError(
                 f"a {self.task} source cannot be used for {task}; only a multitask source "

@@ -46,6 +46,8 @@ class OptimConfig:
     epochs: int = 10
     batch_size: int = 128
     schedule: Literal["none", "cosine", "step"] = "cosine"
+    # Stop after this many epochs without a better validation score (None: run all epochs).
+    patience: int | None = None
 
 
 @dataclass

@@ -133,6 +133,24 @@ class EpochMetrics:
     loss: float
     accuracy: float | None = None
     mae: float | None = None
+    macro_f1: float | None = None
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN), from a K x K confusion
+    matrix (rows true, columns predicted).
+
+    As scikit-learn's ``f1_score(average="macro")`` does by default, the mean runs over the
+    classes that occur in the labels or the predictions; a class with neither is left out.
+    """
+    confusion = confusion.double()
+    tp = confusion.diagonal()
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    seen = (support + predicted) > 0
+    if not seen.any():
+        return 0.0
+    f1 = 2 * tp[seen] / (support[seen] + predicted[seen])
+    return float(f1.mean())
 
 
 @torch.no_grad()
@@ -142,6 +160,8 @@ def evaluate(
     """Mean loss per example, accuracy and mean absolute error over a dataset."""
     net.eval()
     total, n, correct, abs_err = 0.0, 0, 0, 0.0
+    k = getattr(net.head, "num_classes", None)
+    confusion = torch.zeros(k, k, dtype=torch.long) if net.task != "regression" else None
     for x, targets in DataLoader(data, batch_size=batch_size):
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
@@ -151,6 +171,8 @@ def evaluate(
         pred = net.predict(x)
         if "label" in pred:
             correct += int((pred["label"] == targets["label"]).sum())
+            pairs = targets["label"].cpu() * k + pred["label"].cpu()
+            confusion += torch.bincount(pairs, minlength=k * k).view(k, k)
         if "value" in pred:
             abs_err += float((pred["value"] - targets["value"].double()).abs().sum())
     task = net.task
@@ -158,6 +180,7 @@ def evaluate(
         loss=total / max(n, 1),
         accuracy=correct / n if task != "regression" else None,
         mae=abs_err / n if task != "classification" else None,
+        macro_f1=macro_f1(confusion) if confusion is not None else None,
     )
 
 
@@ -205,16 +228,24 @@ def _select(task: str, metric: str) -> tuple[str, bool]:
     """(column, higher_is_better) of the validation metric that picks the best epoch."""
     if metric == "auto":
         metric = {"classification": "val_accuracy", "regression": "val_mae"}.get(task, "val_loss")
-    if metric not in ("val_accuracy", "val_mae", "val_loss"):
+    if metric not in ("val_accuracy", "val_macro_f1", "val_mae", "val_loss"):
         raise ValueError(
-            f"select_metric must be auto, val_accuracy, val_mae or val_loss, got {metric!r}"
+            "select_metric must be auto, val_accuracy, val_macro_f1, val_mae or val_loss, "
+            f"got {metric!r}"
         )
-    return metric, metric == "val_accuracy"
+    if metric in ("val_accuracy", "val_macro_f1") and task == "regression":
+        raise ValueError(f"select_metric {metric} needs class labels; this is a regression task")
+    if metric == "val_mae" and task == "classification":
+        raise ValueError(
+            "select_metric val_mae needs regression values; this is a classification task"
+        )
+    return metric, metric in ("val_accuracy", "val_macro_f1")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # rows of older versions
+    writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, out.getvalue())
@@ -245,6 +276,8 @@ def train(
         )
     if resume and not last.exists():
         raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+    if cfg.optim.patience is not None and cfg.optim.patience < 1:
+        raise ValueError(f"optim.patience must be >= 1 epoch, got {cfg.optim.patience}")
     _seed_everything(cfg.seed)
     head, head_info = build_head(cfg.head, splits, backbone.out_features)
     net = Network(backbone, head, splits.task).to(cfg.device)
@@ -257,7 +290,7 @@ def train(
     sched = _scheduler(opt, oc.schedule, oc.epochs)
     column, higher = _select(splits.task, cfg.select_metric)
     rows: list[dict] = []
-    start_epoch, best = 0, -math.inf if higher else math.inf
+    start_epoch, best, best_epoch = 0, -math.inf if higher else math.inf, 0
     if resume:
         state = torch.load(last, weights_only=False)
         net.load_state_dict(state["model"])
@@ -265,6 +298,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start_epoch, best, rows = state["epoch"] + 1, state["best"], state["rows"]
+        best_epoch = state.get("best_epoch", start_epoch)
         log(f"resumed {out} at epoch {start_epoch}")
     else:
         atomic_write_json(out / "config.json", to_dict(cfg))
@@ -272,6 +306,8 @@ def train(
         atomic_write_json(out / "head.json", head_info)
     board = TensorBoardLog(out / "tensorboard") if cfg.tensorboard else None
     for epoch in range(start_epoch, oc.epochs):
+        if oc.patience is not None and epoch - best_epoch >= oc.patience:
+            break  # stopped early; a resumed run that had stopped stays stopped
         net.train()
         tic = time.perf_counter()
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -304,6 +340,7 @@ def train(
             "val_loss": val.loss,
             "val_accuracy": val.accuracy,
             "val_mae": val.mae,
+            "val_macro_f1": val.macro_f1,
             "lr": opt.param_groups[0]["lr"],
             "seconds": round(seconds, 3),
         }
@@ -311,7 +348,7 @@ def train(
         score = row[column]
         improved = score > best if higher else score < best
         if improved:
-            best = score
+            best, best_epoch = score, epoch + 1
             atomic_torch_save(best_path, {"model": net.state_dict(), "epoch": epoch})
         _write_csv(out / "metrics.csv", rows)
         atomic_torch_save(
@@ -323,6 +360,7 @@ def train(
                 "rng": _rng_state(),
                 "epoch": epoch,
                 "best": best,
+                "best_epoch": best_epoch,
                 "rows": rows,
             },
         )
@@ -342,9 +380,12 @@ def train(
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "test_mae": test.mae,
+        "test_macro_f1": test.macro_f1,
         "best_epoch": int(best_state["epoch"]) + 1,
         "selected_on": column,
         "epochs": oc.epochs,
+        "epochs_run": len(rows),
+        "stopped_early": len(rows) < oc.epochs,
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
         "output_size": _output_size(net.head),
         "parameters": sum(p.numel() for p in net.parameters()),
