@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -124,3 +126,61 @@ def test_multitask_loss_weights_and_validates():
 def test_bad_input_names_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _softmax_reference(z, P, labels, s, m):
+    zn = z / z.norm(dim=1, keepdim=True)
+    pn = P / P.norm(dim=1, keepdim=True)
+    logits = s * (zn @ pn.T)
+    logits[torch.arange(len(z)), labels] -= s * m
+    log_q = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    return -log_q[torch.arange(len(z)), labels]
+
+
+@pytest.mark.parametrize(("scale", "margin"), [(1.0, 0.0), (8.0, 0.0), (16.0, 0.35)])
+def test_prototype_softmax_loss_matches_cross_entropy_written_out(scale, margin):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    P = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 7, (12,), generator=g)
+    got = F.prototype_softmax_loss(z, P, y, scale, margin, reduction="none")
+    ref = _softmax_reference(z, P, y, scale, margin)
+    assert torch.allclose(got, ref, atol=1e-12)
+    assert torch.allclose(F.prototype_softmax_loss(z, P, y, scale, margin), ref.mean())
+    assert torch.allclose(F.prototype_softmax_loss(z, P, y, scale, margin, "sum"), ref.sum())
+
+
+def test_prototype_softmax_loss_gradcheck():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    P = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,), generator=g)
+    assert torch.autograd.gradcheck(lambda v: F.prototype_softmax_loss(v, P, y, 10.0, 0.2), (z,))
+
+
+def test_softmax_loss_pushes_away_from_other_prototypes_where_the_paper_loss_is_flat():
+    P = F.unit(torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]]))
+    z = P[:1].clone().requires_grad_(True)  # exactly on its target prototype
+    y = torch.tensor([0])
+    paper_grad = torch.autograd.grad(F.prototype_loss(z, P, y), z)[0]
+    assert torch.allclose(paper_grad, torch.zeros(1, 3), atol=1e-7)  # nothing to gain
+    grad = torch.autograd.grad(F.prototype_softmax_loss(z, P, y, 10.0), z)[0]
+    stepped = z.detach() - 0.05 * grad
+    before = (F.unit(z.detach()) @ P[1:].T).max()
+    after = (F.unit(stepped) @ P[1:].T).max()
+    assert after < before - 1e-3  # moved away from the nearest wrong prototype
+
+
+def test_default_scale_is_adacos_fixed_scale():
+    assert F.default_scale(1001) == pytest.approx(2**0.5 * math.log(1000))
+    assert F.default_scale(2) == 1.0  # floor: ln 1 = 0
+    with pytest.raises(ValueError, match="got 1"):
+        F.default_scale(1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"scale": -1.0}, "-1.0"), ({"margin": -0.1}, "-0.1")]
+)
+def test_prototype_softmax_loss_rejects_bad_scale_and_margin(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        F.prototype_softmax_loss(torch.ones(2, 3), torch.eye(3), torch.tensor([0, 1]), **kwargs)

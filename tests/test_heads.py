@@ -119,3 +119,18 @@ def test_replace_classifier_swaps_the_last_linear():
 def test_bad_construction_names_the_problem(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_classifier_softmax_loss_option_uses_the_cosine_softmax():
+    torch.manual_seed(0)
+    P = F.unit(torch.randn(6, 4))
+    head = PrototypeClassifier(P, in_features=5, loss="softmax", scale=12.0, margin=0.1)
+    x, y = torch.randn(8, 5), torch.randint(0, 6, (8,))
+    expected = F.prototype_softmax_loss(head.proj(x), P, y, 12.0, 0.1, "mean")
+    assert torch.allclose(head.loss(x, y, "mean"), expected)
+    assert PrototypeClassifier(P, loss="softmax").scale == pytest.approx(F.default_scale(6))
+    paper = PrototypeClassifier(P, in_features=5)
+    paper.load_state_dict(head.state_dict())  # the loss choice adds no state
+    assert torch.allclose(paper.loss(x, y, "sum"), F.prototype_loss(head.proj(x), P, y, "sum"))
+    with pytest.raises(ValueError, match="'hinge'"):
+        PrototypeClassifier(P, loss="hinge")

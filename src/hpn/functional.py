@@ -8,6 +8,7 @@ Losses are computed in float32 (or float64 when given float64), also under autoc
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -79,16 +80,73 @@ def prototype_loss(
         >>> prototype_loss(z, P, torch.tensor([0, 1]), reduction="none")
         tensor([0.0000, 0.0858])
     """
-    if labels.ndim != 1 or len(labels) != len(z):
-        raise ValueError(f"labels must have shape ({len(z)},), got {tuple(labels.shape)}")
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(prototypes)):
-        bad = labels[(labels < 0) | (labels >= len(prototypes))][0]
-        raise ValueError(
-            f"label {int(bad)} outside the {len(prototypes)} classes [0, {len(prototypes) - 1}]"
-        )
+    _check_labels(labels, len(z), len(prototypes))
     dtype = _loss_dtype(z)
     cos = cosine_to(z.to(dtype), prototypes.to(dtype)[labels], eps)
     return _reduce((1.0 - cos) ** 2, reduction)
+
+
+def _check_labels(labels: torch.Tensor, n: int, k: int) -> None:
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        bad = labels[(labels < 0) | (labels >= k)][0]
+        raise ValueError(f"label {int(bad)} outside the {k} classes [0, {k - 1}]")
+
+
+def default_scale(num_classes: int) -> float:
+    """AdaCos' fixed scale s = sqrt(2) ln(K - 1) for a softmax over K cosines (>= 1).
+
+    It is the scale at which the class probability can still move from near 0 to near 1 as
+    the target cosine moves from 0 (orthogonal) to 1, with the K - 1 others orthogonal.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    return max(2**0.5 * math.log(num_classes - 1), 1.0)
+
+
+def prototype_softmax_loss(
+    z: torch.Tensor,
+    prototypes: torch.Tensor,
+    labels: torch.Tensor,
+    scale: float | None = None,
+    margin: float = 0.0,
+    reduction: Reduction = "mean",
+    eps: float = EPS,
+) -> torch.Tensor:
+    """Cross-entropy over scaled cosines to fixed prototypes: -log softmax(s (cos - m e_y))_y.
+
+    The variant the DL2PA and equiangular-basis works train with. Unlike the paper's
+    :func:`prototype_loss` it also pushes each output away from the other classes'
+    prototypes (the paper's loss only pulls towards the target), at the price of an N x K
+    cosine matrix per batch. With ``margin`` m > 0 the target cosine is lowered by m
+    before the softmax (CosFace's additive margin).
+
+    Args:
+        z: (N, d) outputs; prototypes: (K, d) fixed; labels: (N,) in [0, K).
+        scale: s > 0; None uses :func:`default_scale` of K.
+        margin: m >= 0.
+        reduction: ``mean`` (default), ``sum`` or ``none``.
+
+    Example:
+        >>> P = torch.eye(2)
+        >>> z = torch.tensor([[1.0, 0.0]])
+        >>> round(float(prototype_softmax_loss(z, P, torch.tensor([0]), scale=2.0)), 6)
+        0.126928
+        >>> round(math.log(1 + math.exp(-2)), 6)
+        0.126928
+    """
+    _check_labels(labels, len(z), len(prototypes))
+    s = default_scale(len(prototypes)) if scale is None else float(scale)
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    dtype = _loss_dtype(z)
+    cos = unit(z.to(dtype), eps) @ unit(prototypes.to(dtype), eps).T
+    if margin:
+        cos = cos - margin * torch.nn.functional.one_hot(labels, len(prototypes)).to(dtype)
+    return torch.nn.functional.cross_entropy(s * cos, labels, reduction=reduction)
 
 
 @torch.no_grad()

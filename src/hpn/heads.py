@@ -9,10 +9,14 @@ from a backbone's features to the d-dim output space, so it can replace a model'
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from hpn import functional as F
+
+LossKind = Literal["paper", "softmax"]
 
 
 def _projection(in_features: int | None, dims: int) -> nn.Module:
@@ -41,6 +45,12 @@ class PrototypeClassifier(nn.Module):
     Args:
         prototypes: (K, d) fixed prototypes (normalised and stored as a buffer).
         in_features: if given, a ``Linear(in_features, d)`` maps backbone features to z.
+        loss: ``"paper"``, the paper's (1 - cos(z, p_y))^2 (touches only the target
+            prototype), or ``"softmax"``, cross-entropy over ``scale``-d cosines to all
+            prototypes with an optional additive ``margin``
+            (:func:`hpn.functional.prototype_softmax_loss`).
+        scale: softmax scale s; None: :func:`hpn.functional.default_scale` of K.
+        margin: softmax additive cosine margin m >= 0.
 
     Example:
         >>> head = PrototypeClassifier(torch.eye(3), in_features=5)
@@ -48,10 +58,24 @@ class PrototypeClassifier(nn.Module):
         torch.Size([2, 3])
     """
 
-    def __init__(self, prototypes: torch.Tensor, in_features: int | None = None):
+    def __init__(
+        self,
+        prototypes: torch.Tensor,
+        in_features: int | None = None,
+        loss: LossKind = "paper",
+        scale: float | None = None,
+        margin: float = 0.0,
+    ):
         super().__init__()
         p = _check_prototypes(prototypes)
+        if loss not in ("paper", "softmax"):
+            raise ValueError(f"loss must be 'paper' or 'softmax', got {loss!r}")
         self.num_classes, self.dims = p.shape
+        self.loss_kind, self.margin = loss, float(margin)
+        self.scale = F.default_scale(self.num_classes) if scale is None else float(scale)
+        F.prototype_softmax_loss(  # validates scale and margin
+            torch.ones(1, self.dims), p, torch.zeros(1, dtype=torch.long), self.scale, margin
+        )
         self.proj = _projection(in_features, self.dims)
         self.register_buffer("prototypes", p)
 
@@ -65,8 +89,13 @@ class PrototypeClassifier(nn.Module):
     def loss(
         self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "sum"
     ) -> torch.Tensor:
-        """The paper's (1 - cos(z, p_y))^2; touches only the target prototypes."""
-        return F.prototype_loss(self.proj(features), self.prototypes, labels, reduction)
+        """The configured loss: the paper's (1 - cos(z, p_y))^2, or the cosine softmax."""
+        z = self.proj(features)
+        if self.loss_kind == "softmax":
+            return F.prototype_softmax_loss(
+                z, self.prototypes, labels, self.scale, self.margin, reduction
+            )
+        return F.prototype_loss(z, self.prototypes, labels, reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, chunk_size: int = 65_536) -> torch.Tensor:
@@ -135,6 +164,7 @@ class MultiTaskHead(nn.Module):
         lower, upper: regression bounds v_l < v_u.
         in_features: optional input size of a linear layer to z.
         task_weight: t in [0, 1].
+        loss, scale, margin: the classification loss, as in :class:`PrototypeClassifier`.
     """
 
     def __init__(
@@ -144,6 +174,9 @@ class MultiTaskHead(nn.Module):
         upper: float,
         in_features: int | None = None,
         task_weight: float = 0.5,
+        loss: LossKind = "paper",
+        scale: float | None = None,
+        margin: float = 0.0,
     ):
         super().__init__()
         p = _check_prototypes(class_prototypes)
@@ -151,7 +184,7 @@ class MultiTaskHead(nn.Module):
         self.num_classes, self.dims = len(p), p.shape[1] + 1
         self.task_weight = task_weight
         self.proj = _projection(in_features, self.dims)
-        self.classifier = PrototypeClassifier(p)
+        self.classifier = PrototypeClassifier(p, loss=loss, scale=scale, margin=margin)
         self.regressor = PrototypeRegressor(self.dims, lower, upper)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,6 +35,11 @@ class HeadConfig:
     prototype_seed: int = 0
     task_weight: float = 0.5
     reduction: Literal["sum", "mean"] = "mean"
+    # Classification loss of a prototype head: the paper's (1 - cos)^2, or a softmax over
+    # scale * cosines to all prototypes (scale None: sqrt(2) ln(K - 1)) with a cosine margin.
+    loss: Literal["paper", "softmax"] = "paper"
+    scale: float | None = None
+    margin: float = 0.0
 
 
 @dataclass

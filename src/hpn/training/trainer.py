@@ -118,13 +118,15 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
     if task == "classification":
         dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
         p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names)
-        return PrototypeClassifier(p, in_features=in_features), info
+        head = PrototypeClassifier(p, in_features, cfg.loss, cfg.scale, cfg.margin)
+        info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
+        return head, info
     dims = cfg.dims or 3
     if dims < 3:
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
     p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names)
     return MultiTaskHead(
-        p, lower, upper, in_features=in_features, task_weight=cfg.task_weight
+        p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin
     ), info
 
 
