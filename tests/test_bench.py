@@ -1,4 +1,7 @@
 import io
+import json
+
+import pytest
 
 from hpn import bench
 
@@ -79,3 +82,46 @@ def test_multitask_benchmark_runs_single_task_references_and_both_models_per_wei
     assert "| MSE alone | 0 | - |" in table and "| softmax alone | 1 |" in table
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert "prototype-t0.25-val_loss-s0" in runs and "softmax-t0-val_mae-s0" in runs
+
+
+BLOG = """
+seed: 0
+select_metric: val_macro_f1
+data:
+  name: clusters
+  options: {num_classes: 10, samples_per_class: 30, dims: 12}
+model:
+  backbone: mlp
+  options: {hidden: [16]}
+head: {kind: prototype, dims: 4}
+optim: {optimizer: adam, lr: 0.01, epochs: 3, patience: 1, batch_size: 32}
+"""
+
+
+def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(BLOG)
+    out = io.StringIO()
+    rows = bench.blog_benchmark(
+        classes=(10,),
+        variants=("softmax", "hpn10", "r10", "cos4"),
+        seeds=(0, 1),
+        config=str(cfg),
+        out_dir=str(tmp_path / "runs"),
+        out=out,
+    )
+    assert [r["variant"] for r in rows] == ["softmax", "hpn10", "r10", "cos4"]
+    assert all(len(r["f1"]) == 2 and all(0 <= f <= 100 for f in r["f1"]) for r in rows)
+    assert all(1 <= e <= 3 for r in rows for e in r["best_epoch"])
+    table = out.getvalue()
+    assert "| 10 | softmax |" in table and "| 91.3 |" in table and "| 78.22 |" in table
+    cos = json.loads((tmp_path / "runs" / "k10-cos4-s0" / "head.json").read_text())
+    assert cos["loss"]["kind"] == "softmax" and cos["prototypes"]["method"] != "random"
+    rand = json.loads((tmp_path / "runs" / "k10-r10-s1" / "head.json").read_text())
+    assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "paper"
+
+
+@pytest.mark.parametrize("name", ["hpn", "softmax10", "x100"])
+def test_blog_variant_names_are_checked(name):
+    with pytest.raises(ValueError, match=name):
+        bench.blog_variant(name)

@@ -280,3 +280,102 @@ def multitask_benchmark(
         mae = "-" if t == 1.0 else "{:.2f} ± {:.2f}".format(*_mean_sd(maes))
         print(f"| {label} | {t:g} | {acc} | {mae} | {metric} |", file=out, flush=True)
     return rows
+
+
+#: The blog's Table 2 (seed 002): test macro F1 (x100), mean of 5 runs; r: random prototypes.
+BLOG_TABLE2 = {
+    10: {"softmax": 91.3, "hpn10": 91.2, "hpn100": 92.6, "hpn1000": 92.5,
+         "r10": 78.22, "r100": 92.5, "r1000": 92.8},
+    100: {"softmax": 84.5, "hpn10": 72.9, "hpn100": 86.0, "hpn1000": 85.3,
+          "r10": 73.6, "r100": 85.7, "r1000": 86.1},
+    1000: {"softmax": 83.8, "hpn10": 15.8, "hpn100": 58.3, "hpn1000": 47.3,
+           "r10": 14.9, "r100": 54.3, "r1000": 47.3},
+}  # fmt: skip
+
+#: The blog's Table 3: epochs to convergence, softmax and the HPN with d = K.
+BLOG_TABLE3 = {10: {"softmax": 50, "hpn": 69}, 100: {"softmax": 146, "hpn": 147},
+               1000: {"softmax": 181, "hpn": 206}}  # fmt: skip
+
+
+def blog_variant(name: str) -> list[str]:
+    """Overrides of a blog-benchmark variant.
+
+    ``softmax``; ``hpnD`` the paper's loss with ``auto`` prototypes in D dims; ``rD`` the
+    paper's loss with random prototypes; ``cosD`` the cosine-softmax loss with ``auto``
+    prototypes (:func:`hpn.functional.prototype_softmax_loss`).
+    """
+    import re
+
+    if name == "softmax":
+        return ["head.kind=softmax"]
+    match = re.fullmatch(r"(hpn|r|cos)(\d+)", name)
+    if match is None:
+        raise ValueError(f"unknown blog variant {name!r}; use softmax, hpnD, rD or cosD")
+    kind, dims = match.group(1), int(match.group(2))
+    prototypes = "random" if kind == "r" else "auto"
+    loss = "softmax" if kind == "cos" else "paper"
+    return [
+        "head.kind=prototype",
+        f"head.dims={dims}",
+        f"head.prototypes={prototypes}",
+        f"head.loss={loss}",
+    ]
+
+
+def blog_benchmark(
+    classes: Iterable[int] = (10, 100, 1000),
+    variants: Iterable[str] = ("softmax", "hpn10", "hpn100", "hpn1000", "r10", "r100", "r1000"),
+    seeds: Iterable[int] = (0, 1, 2, 3, 4),
+    config: str | None = None,
+    out_dir: str = "runs/bench-blog",
+    overrides: Iterable[str] = (),
+    out: TextIO | None = None,
+) -> list[dict]:
+    """The blog's Tables 2 and 3 on its synthetic clusters, ours beside theirs.
+
+    Each (K, variant, seed) is one run of ``config`` (default ``blog_clusters.yaml``) with
+    ``data.options.num_classes=K``; the data seed is the run seed, so each seed is a new
+    dataset, as the blog's five. Prints test macro F1 (x100, mean ± sd over seeds), the
+    best-validation epoch ("epochs to convergence") and seconds per epoch. Runs are read back
+    or resumed like :func:`classification_benchmark`'s.
+    """
+    from hpn.training.run import load_config
+
+    config = config or _packaged_config("blog_clusters.yaml")
+    classes, variants, seeds = list(classes), list(variants), list(seeds)
+    for name in variants:
+        blog_variant(name)  # fail before any training on a bad name
+    base = load_config(config, list(overrides))
+    print(
+        f"# hpn bench blog: clusters {base.data.options}, {base.model.backbone} "
+        f"{base.model.options}, {base.optim.optimizer} lr {base.optim.lr}, <= {base.optim.epochs} "
+        f"epochs, patience {base.optim.patience}, selected on {base.select_metric}, seeds {seeds}; "
+        f"{machine_line()}",
+        file=out,
+    )
+    print("| K | variant | macro F1 (ours) | blog | best epoch | s / epoch |", file=out)
+    print("|---|---|---|---|---|---|", file=out)
+    rows = []
+    for k in classes:
+        for name in variants:
+            f1s, epochs, speed = [], [], []
+            for seed in seeds:
+                extra = [f"data.options.num_classes={k}", *blog_variant(name)]
+                res = run_or_load(
+                    config, [*overrides, *extra], seed, Path(out_dir) / f"k{k}-{name}-s{seed}"
+                )
+                f1s.append(100 * res["test_macro_f1"])
+                epochs.append(res["best_epoch"])
+                speed.append(res["train_seconds"] / max(res.get("epochs_run", res["epochs"]), 1))
+            mean, sd = _mean_sd(f1s)
+            theirs = BLOG_TABLE2.get(k, {}).get(name)
+            rows.append(
+                {"K": k, "variant": name, "f1": f1s, "best_epoch": epochs, "sec_per_epoch": speed}
+            )
+            print(
+                f"| {k:,} | {name} | {mean:.1f} ± {sd:.1f} | {'-' if theirs is None else theirs} | "
+                f"{_mean_sd(epochs)[0]:.0f} | {_mean_sd(speed)[0]:.2f} |",
+                file=out,
+                flush=True,
+            )
+    return rows

@@ -104,7 +104,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
     elif args.which == "classification":
         dims = [int(d) for d in args.dims.split(",")]
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
         bench.classification_benchmark(
             config=args.config,
             dims=dims,
@@ -113,11 +113,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             out=sys.stdout,
         )
+    elif args.which == "blog":
+        bench.blog_benchmark(
+            classes=[int(k) for k in args.classes.split(",")],
+            variants=args.variants.split(","),
+            seeds=[int(s) for s in (args.seeds or "0,1,2,3,4").split(",")],
+            config=args.config,
+            out_dir=args.out or "runs/bench-blog",
+            overrides=args.overrides,
+            out=sys.stdout,
+        )
     elif args.which == "multitask":
         bench.multitask_benchmark(
             config=args.config,
             weights=[float(t) for t in args.weights.split(",")],
-            seeds=[int(s) for s in args.seeds.split(",")],
+            seeds=[int(s) for s in (args.seeds or "0,1,2").split(",")],
             out_dir=args.out or "runs/bench-multitask",
             overrides=args.overrides,
             out=sys.stdout,
@@ -170,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
-    bench.add_argument("which", choices=["prototypes", "classification", "multitask"])
+    bench.add_argument("which", choices=["prototypes", "classification", "multitask", "blog"])
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
         "--quick", action="store_true", help="prototypes: small cases only (seconds)"
@@ -181,7 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
         "rotated_multitask.yaml)",
     )
     bench.add_argument("--dims", default="2,3,5,10", help="classification: HPN output dims")
-    bench.add_argument("--seeds", default="0,1,2", help="classification / multitask: seeds")
+    bench.add_argument(
+        "--seeds", help="seeds (default 0,1,2; blog: 0,1,2,3,4 as the blog's five datasets)"
+    )
+    bench.add_argument("--classes", default="10,100,1000", help="blog: numbers of classes K")
+    bench.add_argument(
+        "--variants",
+        default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",
+        help="blog: softmax, hpnD (paper loss), rD (random prototypes), cosD (cosine softmax)",
+    )
     bench.add_argument(
         "--weights", default="0.01,0.1,0.25,0.5,0.9", help="multitask: task weights t"
     )
