@@ -125,3 +125,16 @@ def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
 def test_blog_variant_names_are_checked(name):
     with pytest.raises(ValueError, match=name):
         bench.blog_variant(name)
+
+
+def test_scale_benchmark_measures_both_heads_in_fresh_processes():
+    out = io.StringIO()
+    rows = bench.scale_benchmark(
+        classes=(500,), dims=8, features=16, batch=32, steps=2, queries=64, chunk=100, out=out
+    )
+    (row, predict) = rows
+    assert row["K"] == 500 and row["hpn_s"] > 0 and row["softmax_s"] > 0
+    assert row["hpn_mib"] >= 0 and row["softmax_mib"] >= 0
+    assert predict["predict_queries_per_s"] > 0
+    table = out.getvalue()
+    assert "| 500 |" in table and "K = 500, d = 8" in table and "chunks of 100" in table

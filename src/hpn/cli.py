@@ -113,9 +113,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             out=sys.stdout,
         )
+    elif args.which == "scale":
+        bench.scale_benchmark(
+            classes=[int(k) for k in (args.classes or "1000,10000,100000,1000000").split(",")],
+            device=args.device,
+            out=sys.stdout,
+        )
     elif args.which == "blog":
         bench.blog_benchmark(
-            classes=[int(k) for k in args.classes.split(",")],
+            classes=[int(k) for k in (args.classes or "10,100,1000").split(",")],
             variants=args.variants.split(","),
             seeds=[int(s) for s in (args.seeds or "0,1,2,3,4").split(",")],
             config=args.config,
@@ -180,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
-    bench.add_argument("which", choices=["prototypes", "classification", "multitask", "blog"])
+    bench.add_argument(
+        "which", choices=["prototypes", "classification", "multitask", "blog", "scale"]
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
         "--quick", action="store_true", help="prototypes: small cases only (seconds)"
@@ -194,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--seeds", help="seeds (default 0,1,2; blog: 0,1,2,3,4 as the blog's five datasets)"
     )
-    bench.add_argument("--classes", default="10,100,1000", help="blog: numbers of classes K")
+    bench.add_argument(
+        "--classes",
+        help="blog: numbers of classes K (default 10,100,1000); scale: "
+        "(default 1000,10000,100000,1000000)",
+    )
+    bench.add_argument("--device", default="cpu", help="scale: cpu or cuda")
     bench.add_argument(
         "--variants",
         default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",
