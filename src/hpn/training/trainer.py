@@ -253,6 +253,20 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, out.getvalue())
 
 
+def check_finite_inputs(splits: DataSplits) -> None:
+    """Refuse NaN or inf in the in-memory float inputs of every split, naming the first."""
+    for name in ("train", "val", "test"):
+        inputs = getattr(getattr(splits, name), "inputs", None)
+        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
+            continue
+        bad = ~torch.isfinite(inputs.flatten(1) if inputs.ndim > 1 else inputs[:, None]).all(1)
+        if bad.any():
+            first = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{name} split: {int(bad.sum())} inputs hold NaN or inf (first: example {first})"
+            )
+
+
 def train(
     cfg: RunConfig,
     splits: DataSplits,
@@ -278,6 +292,7 @@ def train(
         )
     if resume and not last.exists():
         raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+    check_finite_inputs(splits)
     if cfg.optim.patience is not None and cfg.optim.patience < 1:
         raise ValueError(f"optim.patience must be >= 1 epoch, got {cfg.optim.patience}")
     _seed_everything(cfg.seed)

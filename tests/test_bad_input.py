@@ -1,0 +1,182 @@
+"""The bad-input table: every case is one line on stderr naming the problem, exit status 2,
+no traceback, and no half-written file in the run folder."""
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from hpn import prototypes as protos
+from hpn.cli import main
+
+BASE = """
+seed: 0
+data:
+  name: clusters
+  options: {num_classes: 6, samples_per_class: 20, dims: 5}
+model:
+  backbone: mlp
+  options: {hidden: [8]}
+head: {kind: prototype, dims: 3}
+optim: {epochs: 1, batch_size: 16}
+"""
+
+
+def _idx(array: np.ndarray) -> bytes:
+    code = {np.uint8: 0x08, np.float32: 0x0D}[array.dtype.type]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def _idx_folder(folder, test_labels=None, truncate=False, float_images=False):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        images = rng.integers(0, 256, (n, 6, 6)).astype(np.float32 if float_images else np.uint8)
+        labels = (np.arange(n) % 3).astype(np.uint8)
+        if split == "t10k" and test_labels is not None:
+            labels[-1] = test_labels
+        data = _idx(images)
+        (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(data[: len(data) // 2] if truncate and split == "train" else data)
+        )
+        (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    return folder
+
+
+def _cifar_folder(root, garbled):
+    folder = root / "cifar-100-python"
+    folder.mkdir()
+    (folder / "train").write_bytes(garbled)
+    (folder / "test").write_bytes(garbled)
+    (folder / "meta").write_bytes(
+        pickle.dumps(
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+            },
+            protocol=2,
+        )
+    )
+    return folder
+
+
+def _omniart(root, rows):
+    (root / "img").mkdir()
+    csv = root / "art.csv"
+    csv.write_text("image_path,style,year\n" + "\n".join(rows) + "\n")
+    return ["data.name=omniart", f"data.options={{csv_path: {csv}, image_root: {root / 'img'}}}"]
+
+
+def _case_protofile(tmp_path):
+    protos.save(tmp_path / "p.npy", torch.eye(4), method="orthoplex")
+    return [f"head.prototypes={tmp_path / 'p.npy'}"]
+
+
+CASES = {
+    "unknown config key": (lambda t: ["optim.lrr=0.1"], "unknown key(s) ['lrr']"),
+    "wrong type": (lambda t: ["optim.epochs=ten"], "config optim.epochs: expected int, got 'ten'"),
+    "unknown data source": (lambda t: ["data.name=imagenet"], "unknown data source 'imagenet'"),
+    "missing data folder": (
+        lambda t: ["data.name=idx", f"data.options={{folder: {t / 'nowhere'}}}"],
+        "IDX folder not found",
+    ),
+    "truncated IDX": (
+        lambda t: [
+            "data.name=idx",
+            f"data.options={{folder: {_idx_folder(t / 'i', truncate=True)}}}",
+        ],
+        "truncated",
+    ),
+    "float IDX images": (
+        lambda t: [
+            "data.name=idx",
+            f"data.options={{folder: {_idx_folder(t / 'i', float_images=True)}}}",
+        ],
+        "expected uint8 images",
+    ),
+    "test label outside the classes": (
+        lambda t: [
+            "data.name=idx",
+            f"data.options={{folder: {_idx_folder(t / 'i', test_labels=7)}}}",
+        ],
+        "classes 0..2",
+    ),
+    "garbled CIFAR pickle": (
+        lambda t: [
+            "data.name=cifar100",
+            f"data.options={{folder: {_cifar_folder(t, b'garbage')}}}",
+        ],
+        "train",
+    ),
+    "truncated CIFAR pickle": (
+        lambda t: [
+            "data.name=cifar100",
+            f"data.options={{folder: {_cifar_folder(t, pickle.dumps({b'data': 1}, protocol=2)[:9])}}}",
+        ],
+        "train",
+    ),
+    "CSV without a year column": (
+        lambda t: [
+            "data.name=omniart",
+            f"data.options={{csv_path: {_bad_header_csv(t)}, image_root: {t}}}",
+        ],
+        "missing column",
+    ),
+    "CSV with a non-numeric year": (lambda t: _omniart(t, ["a.jpg,cubism,early"]), "early"),
+    "prototype file of the wrong K": (_case_protofile, "the model needs 6 x 3"),
+    "K beyond the method": (lambda t: ["head.prototypes=simplex"], "at most 4 classes in 3 dims"),
+    "missing config file": (None, "config file not found"),
+    "resume without a run": (lambda t: ["--resume"], "nothing to resume"),
+}
+
+
+def _bad_header_csv(root):
+    csv = root / "noyear.csv"
+    csv.write_text("image_path,style\na.jpg,cubism\n")
+    return csv
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_partial_file(case, tmp_path, capsys):
+    make, message = CASES[case]
+    config = tmp_path / "c.yaml"
+    config.write_text(BASE)
+    out = tmp_path / "run"
+    if make is None:
+        argv = ["train", "--config", str(tmp_path / "missing.yaml")]
+    else:
+        extra = make(tmp_path)
+        flags = [a for a in extra if a.startswith("--")]
+        overrides = [a for a in extra if not a.startswith("--")]
+        argv = ["train", "--config", str(config), *flags, f"out_dir={out}", *overrides]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpn: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert "Traceback" not in err
+    leftovers = [p.name for p in out.rglob("*")] if out.exists() else []
+    assert not [n for n in leftovers if ".tmp" in n or n.startswith(".")], leftovers
+    assert "results.json" not in leftovers and "last.pt" not in leftovers
+
+
+def test_nan_or_inf_features_are_refused_before_training(tmp_path):
+    from hpn.data.base import DataSplits, TensorDataset
+    from hpn.models import build_backbone
+    from hpn.training import RunConfig, from_dict, train
+
+    x = torch.randn(40, 5)
+    x[7, 2] = float("nan")
+    x[9, 0] = float("inf")
+    data = TensorDataset(x, {"label": torch.arange(40) % 4})
+    clean = TensorDataset(torch.randn(8, 5), {"label": torch.arange(8) % 4})
+    splits = DataSplits(data, clean, clean, "classification", (5,), 4)
+    cfg = from_dict(RunConfig, {"out_dir": str(tmp_path / "r"), "head": {"dims": 3}})
+    with pytest.raises(
+        ValueError, match=r"train split: 2 inputs hold NaN or inf \(first: example 7\)"
+    ):
+        train(cfg, splits, build_backbone("mlp", (5,), hidden=[8]), log=lambda *_: None)
+    assert not (tmp_path / "r").exists()
