@@ -7,6 +7,7 @@ stderr and exit status 2; tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     results = run(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     shown = {k: v for k, v in results.items() if k.startswith("test_") and v is not None}
     print("test " + "  ".join(f"{k[5:]} {v:.4f}" for k, v in shown.items()) + f"  ({cfg.out_dir})")
     return 0

@@ -38,7 +38,26 @@ def load_splits(cfg: RunConfig):
 
 
 def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
-    """Load the data and backbone the config names and train."""
+    """Load the data and backbone the config names and train.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this process joins the group
+    first (gloo on CPU, nccl on CUDA, one GPU per local rank) and leaves it at the end.
+    """
+    import dataclasses
+
+    from hpn.training import distributed
+
+    ctx, device = distributed.init_from_env(cfg.device)
+    if device != cfg.device:
+        cfg = dataclasses.replace(cfg, device=device)
+    try:
+        return _run(cfg, resume, log)
+    finally:
+        if ctx.distributed:
+            distributed.shutdown()
+
+
+def _run(cfg: RunConfig, resume: bool, log) -> dict:
     from hpn.models import build_backbone
 
     splits = load_splits(cfg)

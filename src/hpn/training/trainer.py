@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from hpn import __version__
 from hpn import prototypes as protos
@@ -28,8 +28,13 @@ from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
 from hpn.data.base import DataSplits
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
+from hpn.training import distributed as dist_
 from hpn.training.config import HeadConfig, RunConfig, to_dict
 from hpn.training.progress import ProgressBar, TensorBoardLog
+
+
+def _silent(*_args) -> None:
+    """The log of ranks other than 0."""
 
 
 class Network(nn.Module):
@@ -39,7 +44,15 @@ class Network(nn.Module):
         super().__init__()
         self.backbone, self.head, self.task = backbone, head, task
 
-    def forward(self, x: torch.Tensor):
+    def forward(
+        self,
+        x: torch.Tensor,
+        targets: dict[str, torch.Tensor] | None = None,
+        reduction: str = "mean",
+    ):
+        """Head scores, or with ``targets`` the loss (so that DDP's forward computes it)."""
+        if targets is not None:
+            return self.loss(x, targets, reduction)
         return self.head(self.backbone(x))
 
     def loss(
@@ -157,32 +170,47 @@ def macro_f1(confusion: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(
-    net: Network, data: Dataset, batch_size: int, device: str, reduction: str
+    net: Network,
+    data: Dataset,
+    batch_size: int,
+    device: str,
+    reduction: str,
+    ctx: dist_.Context | None = None,
 ) -> EpochMetrics:
-    """Mean loss per example, accuracy and mean absolute error over a dataset."""
+    """Mean loss per example, accuracy, macro F1 and mean absolute error over a dataset.
+
+    Under a process group each rank scores every ``world``-th example and the sums are
+    reduced, so every rank gets the metrics of the whole dataset.
+    """
+    ctx = ctx or dist_.Context()
     net.eval()
-    total, n, correct, abs_err = 0.0, 0, 0, 0.0
-    k = getattr(net.head, "num_classes", None)
-    confusion = torch.zeros(k, k, dtype=torch.long) if net.task != "regression" else None
+    if ctx.distributed:
+        data = Subset(data, range(ctx.rank, len(data), ctx.world))
+    k = getattr(net.head, "num_classes", None) or 0
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, n, correct, absolute error
+    confusion = torch.zeros(k, k, dtype=torch.long)
     for x, targets in DataLoader(data, batch_size=batch_size):
         x = x.to(device)
-        targets = {k: v.to(device) for k, v in targets.items()}
-        loss = net.loss(x, targets, "sum")
-        total += float(loss)
-        n += len(x)
+        targets = {name: v.to(device) for name, v in targets.items()}
+        sums[0] += float(net.loss(x, targets, "sum"))
+        sums[1] += len(x)
         pred = net.predict(x)
         if "label" in pred:
-            correct += int((pred["label"] == targets["label"]).sum())
+            sums[2] += int((pred["label"] == targets["label"]).sum())
             pairs = targets["label"].cpu() * k + pred["label"].cpu()
             confusion += torch.bincount(pairs, minlength=k * k).view(k, k)
         if "value" in pred:
-            abs_err += float((pred["value"] - targets["value"].double()).abs().sum())
+            sums[3] += float((pred["value"] - targets["value"].double()).abs().sum())
+    sums = dist_.all_reduce_sum(sums, ctx)
+    confusion = dist_.all_reduce_sum(confusion, ctx)
+    total, n, correct, abs_err = sums.tolist()
+    n = max(n, 1)
     task = net.task
     return EpochMetrics(
-        loss=total / max(n, 1),
+        loss=total / n,
         accuracy=correct / n if task != "regression" else None,
         mae=abs_err / n if task != "classification" else None,
-        macro_f1=macro_f1(confusion) if confusion is not None else None,
+        macro_f1=macro_f1(confusion) if task != "regression" else None,
     )
 
 
@@ -282,8 +310,15 @@ def train(
         backbone: a module mapping inputs to (N, out_features) features.
         resume: continue from ``out_dir/last.pt``; without it an existing checkpoint is an
             error, so a finished or interrupted run is never overwritten by accident.
-        log: where progress lines go.
+        log: where progress lines go (rank 0 only under a process group).
+
+    Under ``torch.distributed`` (see :mod:`hpn.training.distributed`) every rank calls this
+    with the same config; the network is wrapped in ``DistributedDataParallel``, each global
+    batch is split across ranks, metrics are reduced and only rank 0 writes.
     """
+    ctx = dist_.context()
+    if not ctx.main:
+        log = _silent
     out = Path(cfg.out_dir)
     last, best_path = out / "last.pt", out / "best.pt"
     if last.exists() and not resume:
@@ -299,6 +334,8 @@ def train(
     head, head_info = build_head(cfg.head, splits, backbone.out_features)
     net = Network(backbone, head, splits.task).to(cfg.device)
     oc = cfg.optim
+    if oc.batch_size < 1:
+        raise ValueError(f"optim.batch_size must be >= 1, got {oc.batch_size}")
     params = [p for p in net.parameters() if p.requires_grad]
     if oc.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
@@ -309,7 +346,7 @@ def train(
     rows: list[dict] = []
     start_epoch, best, best_epoch = 0, -math.inf if higher else math.inf, 0
     if resume:
-        state = torch.load(last, weights_only=False)
+        state = torch.load(last, weights_only=False, map_location=cfg.device)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -317,40 +354,51 @@ def train(
         start_epoch, best, rows = state["epoch"] + 1, state["best"], state["rows"]
         best_epoch = state.get("best_epoch", start_epoch)
         log(f"resumed {out} at epoch {start_epoch}")
-    else:
+    elif ctx.main:
         atomic_write_json(out / "config.json", to_dict(cfg))
-        atomic_write_json(out / "versions.json", _versions())
+        atomic_write_json(out / "versions.json", {**_versions(), "world_size": ctx.world})
         atomic_write_json(out / "head.json", head_info)
-    board = TensorBoardLog(out / "tensorboard") if cfg.tensorboard else None
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward
+    model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
+    board = TensorBoardLog(out / "tensorboard") if cfg.tensorboard and ctx.main else None
     for epoch in range(start_epoch, oc.epochs):
         if oc.patience is not None and epoch - best_epoch >= oc.patience:
             break  # stopped early; a resumed run that had stopped stays stopped
         net.train()
         tic = time.perf_counter()
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loader = DataLoader(
-            splits.train,
-            batch_size=oc.batch_size,
-            sampler=RandomSampler(splits.train, generator=order),
+        permutation = torch.randperm(len(splits.train), generator=order)
+        batches, global_sizes = dist_.shard_batches(permutation, oc.batch_size, ctx)
+        loader = DataLoader(splits.train, batch_sampler=batches)
+        sums = torch.zeros(2, dtype=torch.float64)  # summed loss, examples (this rank)
+        bar = ProgressBar(
+            len(batches), f"epoch {epoch + 1}/{oc.epochs}", enabled=None if ctx.main else False
         )
-        total, n = 0.0, 0
-        bar = ProgressBar(len(loader), f"epoch {epoch + 1}/{oc.epochs}")
         for step, (x, targets) in enumerate(loader):
             x = x.to(cfg.device)
             targets = {k: v.to(cfg.device) for k, v in targets.items()}
-            loss = net.loss(x, targets, cfg.head.reduction)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}, step {step}")
+            if ctx.distributed:
+                # DDP averages gradients over ranks: scale this rank's summed loss so that
+                # the average is the gradient of the whole global batch's loss
+                summed = model(x, targets, "sum")
+                scale = ctx.world / (global_sizes[step] if cfg.head.reduction == "mean" else 1)
+                loss, batch_sum = summed * scale, float(summed.detach())
+            else:
+                loss = model.loss(x, targets, cfg.head.reduction)
+                batch_sum = float(loss.detach()) * (len(x) if cfg.head.reduction == "mean" else 1)
+            if not math.isfinite(batch_sum):
+                raise FloatingPointError(f"loss became {batch_sum} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * (len(x) if cfg.head.reduction == "mean" else 1)
-            n += len(x)
-            bar.update(step + 1, len(x), total / n)
+            sums += torch.tensor([batch_sum, len(x)], dtype=torch.float64)
+            bar.update(step + 1, len(x), float(sums[0] / max(sums[1], 1)))
         bar.close()
         sched.step()
         seconds = time.perf_counter() - tic
-        val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction)
+        total, n = dist_.all_reduce_sum(sums, ctx).tolist()
+        dist_.broadcast_buffers(net, ctx)  # e.g. BatchNorm statistics: rank 0's everywhere
+        val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
         row = {
             "epoch": epoch + 1,
             "train_loss": total / max(n, 1),
@@ -366,21 +414,25 @@ def train(
         improved = score > best if higher else score < best
         if improved:
             best, best_epoch = score, epoch + 1
-            atomic_torch_save(best_path, {"model": net.state_dict(), "epoch": epoch})
-        _write_csv(out / "metrics.csv", rows)
-        atomic_torch_save(
-            last,
-            {
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": _rng_state(),
-                "epoch": epoch,
-                "best": best,
-                "best_epoch": best_epoch,
-                "rows": rows,
-            },
-        )
+            if ctx.main:
+                atomic_torch_save(best_path, {"model": net.state_dict(), "epoch": epoch})
+        if ctx.main:
+            _write_csv(out / "metrics.csv", rows)
+            atomic_torch_save(
+                last,
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": _rng_state(),
+                    "epoch": epoch,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "rows": rows,
+                    "world_size": ctx.world,
+                },
+            )
+        dist_.barrier(ctx)  # no rank runs ahead of the checkpoint it may resume from
         acc = "" if val.accuracy is None else f" val acc {val.accuracy:.4f}"
         mae = "" if val.mae is None else f" val mae {val.mae:.4f}"
         if board is not None:
@@ -390,9 +442,9 @@ def train(
         )
     if board is not None:
         board.close()
-    best_state = torch.load(best_path, weights_only=False)
+    best_state = torch.load(best_path, weights_only=False, map_location=cfg.device)
     net.load_state_dict(best_state["model"])
-    test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction)
+    test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
     results = {
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
@@ -408,9 +460,12 @@ def train(
         "parameters": sum(p.numel() for p in net.parameters()),
         "seed": cfg.seed,
         "data": splits.info,
+        "world_size": ctx.world,
     }
-    atomic_write_json(out / "results.json", results)
-    _plots(net, splits.test, out, oc.batch_size, cfg.device, log)
+    if ctx.main:
+        atomic_write_json(out / "results.json", results)
+        _plots(net, splits.test, out, oc.batch_size, cfg.device, log)
+    dist_.barrier(ctx)
     return results
 
 

@@ -1,0 +1,115 @@
+"""Multi-process training on PyTorch's own engine (``torch.distributed``, DDP).
+
+``hpn train`` runs unchanged under ``torchrun``: when the launcher sets ``WORLD_SIZE`` > 1,
+:func:`init_from_env` joins the process group (gloo on CPU, nccl on CUDA) and the trainer
+wraps the network in ``DistributedDataParallel``. Each global batch of the single-process run
+(the same seeded permutation, the same batch size) is split across the ranks, and the loss is
+scaled so that DDP's gradient average equals the gradient of the global batch: a run on W
+processes takes the same steps as one process on the same global batch (BatchNorm statistics
+and dropout aside, which are per process as in any DDP run). Metrics are summed across
+ranks; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands: its rank and the number of processes (1: not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0, the process that writes files and logs."""
+        return self.rank == 0
+
+
+def context() -> Context:
+    """The current process group's rank and size, or a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return Context(dist.get_rank(), dist.get_world_size())
+    return Context()
+
+
+def init_from_env(device: str) -> tuple[Context, str]:
+    """Join the process group a launcher (``torchrun``) describes in the environment.
+
+    Returns the context and the device this rank should use: ``cuda`` becomes
+    ``cuda:LOCAL_RANK`` under a multi-process launch. Without ``WORLD_SIZE`` > 1 nothing is
+    initialised and the device is returned unchanged.
+
+    Raises:
+        ValueError: a CUDA device was asked for but CUDA is not available.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return Context(), device
+    cuda = device.startswith("cuda")
+    if cuda:
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return context(), device
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard_batches(
+    permutation: torch.Tensor, batch_size: int, ctx: Context
+) -> tuple[list[list[int]], list[int]]:
+    """This rank's part of each global batch, and each global batch's size.
+
+    Global batch b is ``permutation[b * batch_size:(b + 1) * batch_size]``, exactly as a
+    single process would draw it; it is cut into ``world`` nearly equal contiguous parts
+    (``torch.tensor_split``) and this rank takes part ``rank``. A part may be empty when the
+    last batch has fewer examples than there are ranks.
+    """
+    parts, sizes = [], []
+    for start in range(0, len(permutation), batch_size):
+        batch = permutation[start : start + batch_size]
+        parts.append(torch.tensor_split(batch, ctx.world)[ctx.rank].tolist())
+        sizes.append(len(batch))
+    return parts, sizes
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Element-wise sum over ranks (float64 or int64 on CPU); identity for one process."""
+    if not ctx.distributed:
+        return values
+    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    out = values.to(backend_device).clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.cpu()
+
+
+def broadcast_buffers(module: torch.nn.Module, ctx: Context) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics...) to every rank."""
+    if not ctx.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.distributed:
+        dist.barrier()
