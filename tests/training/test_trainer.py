@@ -253,3 +253,18 @@ def test_patience_stops_early_and_a_stopped_run_stays_stopped(tmp_path):
     assert again["epochs_run"] == 3 and (tmp_path / "run" / "metrics.csv").read_text() == rows
     with pytest.raises(ValueError, match="patience must be >= 1 epoch, got 0"):
         train(_cfg(tmp_path, "bad", optim={"patience": 0}), _splits(), TinyMLP())
+
+
+def test_bf16_autocast_trains_with_float32_weights_and_losses(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, precision="bf16", head={"kind": "prototype", "dims": 3})
+    backbone, seen = TinyMLP(), set()
+    backbone.register_forward_hook(lambda m, i, out: seen.add((m.training, out.dtype)))
+    res = train(cfg, _splits(), backbone, log=lambda *_: None)
+    assert (True, torch.bfloat16) in seen  # training forward passes ran in bfloat16
+    assert (False, torch.float32) in seen  # evaluation stays in float32
+    assert res["test_accuracy"] > 0.8  # the same bar as in fp32
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values())
+    with pytest.raises(ValueError, match="'fp16'"):
+        _cfg(tmp_path, precision="fp16")

@@ -62,6 +62,7 @@ class RunConfig:
     out_dir: str = "runs/run"
     select_metric: str = "auto"  # validation metric that picks the best epoch
     tensorboard: bool = False  # also write per-epoch scalars to out_dir/tensorboard
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward passes (CPU or CUDA)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

@@ -361,6 +361,11 @@ def train(
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward
     model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
     board = TensorBoardLog(out / "tensorboard") if cfg.tensorboard and ctx.main else None
+    # bf16 autocast: matmuls and convolutions in bfloat16, the losses in float32
+    # (hpn.functional upcasts); no gradient scaling is needed for bfloat16
+    autocast = torch.autocast(
+        torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+    )
     for epoch in range(start_epoch, oc.epochs):
         if oc.patience is not None and epoch - best_epoch >= oc.patience:
             break  # stopped early; a resumed run that had stopped stays stopped
@@ -377,15 +382,17 @@ def train(
         for step, (x, targets) in enumerate(loader):
             x = x.to(cfg.device)
             targets = {k: v.to(cfg.device) for k, v in targets.items()}
-            if ctx.distributed:
-                # DDP averages gradients over ranks: scale this rank's summed loss so that
-                # the average is the gradient of the whole global batch's loss
-                summed = model(x, targets, "sum")
-                scale = ctx.world / (global_sizes[step] if cfg.head.reduction == "mean" else 1)
-                loss, batch_sum = summed * scale, float(summed.detach())
-            else:
-                loss = model.loss(x, targets, cfg.head.reduction)
-                batch_sum = float(loss.detach()) * (len(x) if cfg.head.reduction == "mean" else 1)
+            with autocast:
+                if ctx.distributed:
+                    # DDP averages gradients over ranks: scale this rank's summed loss so
+                    # that the average is the gradient of the whole global batch's loss
+                    summed = model(x, targets, "sum")
+                    per = global_sizes[step] if cfg.head.reduction == "mean" else 1
+                    loss, batch_sum = summed * (ctx.world / per), float(summed.detach())
+                else:
+                    loss = model.loss(x, targets, cfg.head.reduction)
+                    per = len(x) if cfg.head.reduction == "mean" else 1
+                    batch_sum = float(loss.detach()) * per
             if not math.isfinite(batch_sum):
                 raise FloatingPointError(f"loss became {batch_sum} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
