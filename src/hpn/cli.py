@@ -116,6 +116,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             out=sys.stdout,
         )
+    elif args.which == "fuzz":
+        from hpn import fuzz
+
+        print(
+            f"# hpn bench fuzz: {args.n} mutants per mutation kind and reader, seed {args.seed}; "
+            f"{bench.machine_line()}"
+        )
+        results = fuzz.fuzz(per_mutation=args.n, seed=args.seed)
+        fuzz.print_table(results, out=sys.stdout)
+        return 1 if any(r.unexpected for r in results) else 0
     elif args.which == "scale":
         bench.scale_benchmark(
             classes=[int(k) for k in (args.classes or "1000,10000,100000,1000000").split(",")],
@@ -190,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
     bench.add_argument(
-        "which", choices=["prototypes", "classification", "multitask", "blog", "scale"]
+        "which", choices=["prototypes", "classification", "multitask", "blog", "scale", "fuzz"]
     )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
@@ -211,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 1000,10000,100000,1000000)",
     )
     bench.add_argument("--device", default="cpu", help="scale: cpu or cuda")
+    bench.add_argument("--n", type=int, default=100, help="fuzz: mutants per kind and reader")
     bench.add_argument(
         "--variants",
         default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",

@@ -12,6 +12,7 @@ import datetime
 import io
 import json
 import os
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,9 @@ def load(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
         raise FileNotFoundError(f"prototype file not found: {path}")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as err:
+        # numpy parses the header as a Python literal: a garbled one raises
+        # SyntaxError or TokenError, not ValueError (found by hpn.fuzz)
         raise ValueError(f"{path} is not a readable .npy file ({err})") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{path}: expected a 2-D float array, got {array.dtype} {array.shape}")
@@ -114,8 +117,10 @@ def load(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
     if side.is_file():
         try:
             meta = json.loads(side.read_text())
-        except json.JSONDecodeError as err:
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"{side}: corrupt sidecar ({err})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{side}: corrupt sidecar (a JSON object was expected)")
         if (meta.get("num_classes"), meta.get("dims")) != array.shape:
             raise ValueError(
                 f"{path} holds {array.shape[0]} x {array.shape[1]} prototypes but {side} says "
