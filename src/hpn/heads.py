@@ -78,6 +78,25 @@ class PrototypeClassifier(nn.Module):
         )
         self.proj = _projection(in_features, self.dims)
         self.register_buffer("prototypes", p)
+        self.assignment = None
+
+    def enable_dynamic_assignment(self, momentum: float = 0.9, method: str = "auto") -> None:
+        """Track class mean directions while training and allow :meth:`reassign`.
+
+        See :mod:`hpn.assignment`. The current prototypes become the fixed set; the
+        ``prototypes`` buffer then always holds, in row c, the prototype class c owns.
+        """
+        from hpn.assignment import DynamicAssignment
+
+        self.assignment = DynamicAssignment(self.prototypes, momentum, method).to(
+            self.prototypes.device
+        )
+
+    def reassign(self, means: torch.Tensor | None = None) -> int:
+        """Re-match classes to prototypes from the tracked means; returns how many changed."""
+        if self.assignment is None:
+            raise ValueError("dynamic assignment is not enabled on this head")
+        return self.assignment.reassign(self.prototypes, means)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(N, d) unit output vectors."""
@@ -89,8 +108,14 @@ class PrototypeClassifier(nn.Module):
     def loss(
         self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "sum"
     ) -> torch.Tensor:
-        """The configured loss: the paper's (1 - cos(z, p_y))^2, or the cosine softmax."""
+        """The configured loss: the paper's (1 - cos(z, p_y))^2, or the cosine softmax.
+
+        With dynamic assignment enabled, a training-mode call also folds the outputs into the
+        class means.
+        """
         z = self.proj(features)
+        if self.assignment is not None and self.training:
+            self.assignment.tracker.update(z, labels)
         if self.loss_kind == "softmax":
             return F.prototype_softmax_loss(
                 z, self.prototypes, labels, self.scale, self.margin, reduction

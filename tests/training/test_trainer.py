@@ -268,3 +268,38 @@ def test_bf16_autocast_trains_with_float32_weights_and_losses(tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values())
     with pytest.raises(ValueError, match="'fp16'"):
         _cfg(tmp_path, precision="fp16")
+
+
+def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_path):
+    head = {"kind": "prototype", "dims": 2, "assignment": "dynamic", "assignment_momentum": 0.5}
+    splits = _splits()
+    torch.manual_seed(0)
+    full = train(_cfg(tmp_path, "full", head=head), splits, TinyMLP(), log=lambda *_: None)
+    rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    assert rows[0].endswith(",reassigned")
+    assert all(r.split(",")[-1].isdigit() for r in rows[1:])
+    info = json.loads((tmp_path / "full" / "head.json").read_text())["assignment"]
+    assert info == {"kind": "dynamic", "every": 1, "momentum": 0.5, "method": "hungarian"}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(line):
+        if "epoch 2/4" in line:
+            raise Stop
+
+    torch.manual_seed(0)
+    with pytest.raises(Stop):
+        train(_cfg(tmp_path, "cut", head=head), splits, TinyMLP(), log=stop_after_two)
+    cut = train(
+        _cfg(tmp_path, "cut", head=head), splits, TinyMLP(), resume=True, log=lambda *_: None
+    )
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    assert torch.equal(a["head.assignment.perm"], b["head.assignment.perm"])
+    assert torch.equal(a["head.prototypes"], a["head.assignment.base"][a["head.assignment.perm"]])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert full["test_accuracy"] == cut["test_accuracy"]
+    with pytest.raises(ValueError, match="assignment_every must be >= 1 epoch, got 0"):
+        train(_cfg(tmp_path, "bad", head={**head, "assignment_every": 0}), splits, TinyMLP())

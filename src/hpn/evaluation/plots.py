@@ -35,7 +35,8 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def learning_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
-    """Train / validation loss and validation accuracy or MAE against the epoch."""
+    """Train / validation loss, validation accuracy or MAE, and (with dynamic assignment) the
+    number of classes that changed prototype, against the epoch."""
     plt = _pyplot()
     with open(metrics_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -46,7 +47,10 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     def column(name):
         return [float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows]
 
-    metrics = [m for m in ("val_accuracy", "val_mae") if not np.isnan(column(m)).all()]
+    # "reassigned": classes that changed prototype at each dynamic-assignment update
+    metrics = [
+        m for m in ("val_accuracy", "val_mae", "reassigned") if not np.isnan(column(m)).all()
+    ]
     fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 3.4))
     axes = np.atleast_1d(axes)
     axes[0].plot(epochs, column("train_loss"), label="train")

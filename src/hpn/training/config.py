@@ -40,6 +40,11 @@ class HeadConfig:
     loss: Literal["paper", "softmax"] = "paper"
     scale: float | None = None
     margin: float = 0.0
+    # Dynamic label-to-prototype assignment (DL2PA): re-match classes to prototypes from the
+    # running class means every `assignment_every` epochs (Hungarian up to 4,096 classes).
+    assignment: Literal["static", "dynamic"] = "static"
+    assignment_every: int = 1
+    assignment_momentum: float = 0.9
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hpn import __version__
+from hpn import __version__, assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
 from hpn.data.base import DataSplits
@@ -133,14 +133,55 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names)
         head = PrototypeClassifier(p, in_features, cfg.loss, cfg.scale, cfg.margin)
         info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
+        info["assignment"] = _assignment(head, cfg)
         return head, info
     dims = cfg.dims or 3
     if dims < 3:
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
     p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names)
-    return MultiTaskHead(
+    head = MultiTaskHead(
         p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin
-    ), info
+    )
+    info["assignment"] = _assignment(head.classifier, cfg)
+    return head, info
+
+
+def _assignment(head: PrototypeClassifier, cfg: HeadConfig) -> dict:
+    """Enable dynamic assignment on a classification head if the config asks for it."""
+    if cfg.assignment == "static":
+        return {"kind": "static"}
+    if cfg.assignment_every < 1:
+        raise ValueError(f"head.assignment_every must be >= 1 epoch, got {cfg.assignment_every}")
+    head.enable_dynamic_assignment(cfg.assignment_momentum)
+    method = "hungarian" if head.num_classes <= assignment.HUNGARIAN_MAX else "greedy"
+    return {
+        "kind": "dynamic",
+        "every": cfg.assignment_every,
+        "momentum": cfg.assignment_momentum,
+        "method": method,
+    }
+
+
+def _classifier(head: nn.Module) -> PrototypeClassifier | None:
+    if isinstance(head, PrototypeClassifier):
+        return head
+    if isinstance(head, MultiTaskHead):
+        return head.classifier
+    return None
+
+
+def _reassign(head: nn.Module, ctx: dist_.Context) -> int | None:
+    """One dynamic-assignment update with the class means averaged over ranks."""
+    cls = _classifier(head)
+    if cls is None or cls.assignment is None:
+        return None
+    tracker = cls.assignment.tracker
+    seen = tracker.seen.double()[:, None]
+    total = dist_.all_reduce_sum(tracker.means.double().cpu() * seen.cpu(), ctx)
+    count = dist_.all_reduce_sum(seen.cpu(), ctx)
+    tracker.seen.copy_((count[:, 0] > 0).to(tracker.seen.device))
+    means = (total / count.clamp_min(1)).to(tracker.means)
+    return cls.reassign(means)
 
 
 @dataclass
@@ -402,6 +443,9 @@ def train(
             bar.update(step + 1, len(x), float(sums[0] / max(sums[1], 1)))
         bar.close()
         sched.step()
+        reassigned = None
+        if cfg.head.assignment == "dynamic" and (epoch + 1) % cfg.head.assignment_every == 0:
+            reassigned = _reassign(net.head, ctx)
         seconds = time.perf_counter() - tic
         total, n = dist_.all_reduce_sum(sums, ctx).tolist()
         dist_.broadcast_buffers(net, ctx)  # e.g. BatchNorm statistics: rank 0's everywhere
@@ -416,6 +460,8 @@ def train(
             "lr": opt.param_groups[0]["lr"],
             "seconds": round(seconds, 3),
         }
+        if cfg.head.assignment == "dynamic":
+            row["reassigned"] = reassigned
         rows.append(row)
         score = row[column]
         improved = score > best if higher else score < best
@@ -444,8 +490,10 @@ def train(
         mae = "" if val.mae is None else f" val mae {val.mae:.4f}"
         if board is not None:
             board.epoch(row)
+        moved = "" if reassigned is None else f" reassigned {reassigned}"
         log(
-            f"epoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae} ({seconds:.1f} s)"
+            f"epoch {epoch + 1}/{oc.epochs} loss {row['train_loss']:.4f}{acc}{mae}{moved} "
+            f"({seconds:.1f} s)"
         )
     if board is not None:
         board.close()

@@ -1,0 +1,188 @@
+"""Dynamic label-to-prototype assignment (DL2PA, seed 004).
+
+The prototypes stay fixed; which class owns which prototype is re-optimised during training.
+:class:`ClassMeans` keeps a running mean direction of the outputs of every class; on a
+schedule, :func:`match` solves the bipartite matching between class means and prototypes
+(maximum total cosine) and the head re-labels: class c takes prototype ``perm[c]``.
+
+* Up to :data:`HUNGARIAN_MAX` classes the matching is exact: the Hungarian algorithm
+  (``scipy.optimize.linear_sum_assignment``, O(K^3)).
+* Above, an O(K * candidates * log) greedy approximation: every class lists its ``candidates``
+  most similar prototypes (computed in chunks, never a K x K matrix), all (class, prototype)
+  pairs are taken in order of decreasing cosine when both are still free, and classes left
+  over take the free prototypes by a final Hungarian solve on that (small) remainder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpn.functional import unit
+
+#: Largest K solved exactly by the Hungarian algorithm (K^2 floats, O(K^3) time).
+HUNGARIAN_MAX = 4096
+
+
+class ClassMeans(nn.Module):
+    """Running mean direction of each class's unit outputs (an exponential moving average).
+
+    Each :meth:`update` first averages the unit outputs of every class present in the batch
+    (a per-class scatter-add, so a label that repeats in the batch contributes all its rows,
+    and no update is lost), then moves that class's mean: ``m <- momentum m + (1 -
+    momentum) batch_mean``. A class seen for the first time takes its batch mean directly.
+    The means are buffers: saved with ``state_dict``, moved by ``.to``.
+
+    Args:
+        num_classes: K.
+        dims: d.
+        momentum: in [0, 1); 0 keeps only the latest batch.
+    """
+
+    def __init__(self, num_classes: int, dims: int, momentum: float = 0.9):
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        self.register_buffer("means", torch.zeros(num_classes, dims))
+        self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fold a batch of outputs (N, d) with labels (N,) into the class means."""
+        k = len(self.means)
+        u = unit(z.detach().to(self.means.dtype))
+        sums = torch.zeros_like(self.means).index_add_(0, labels, u)
+        counts = torch.bincount(labels, minlength=k).to(self.means.dtype)
+        present = counts > 0
+        batch_mean = sums[present] / counts[present, None]
+        first = ~self.seen[present]
+        old = self.means[present]
+        new = torch.where(
+            first[:, None], batch_mean, self.momentum * old + (1 - self.momentum) * batch_mean
+        )
+        self.means[present] = new
+        self.seen |= present
+
+
+@dataclass
+class Matching:
+    """Result of :func:`match`: class c takes prototype ``perm[c]``."""
+
+    perm: torch.Tensor  # (K,) long, a permutation of 0..K-1
+    total_cosine: float
+    method: str  # "hungarian" or "greedy+hungarian"
+
+
+def _hungarian(similarity: np.ndarray) -> np.ndarray:
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(similarity, maximize=True)
+    perm = np.empty(similarity.shape[0], dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+def _top_candidates(
+    means: torch.Tensor, prototypes: torch.Tensor, candidates: int, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, c) best cosines and prototype indices per class, prototypes in chunks."""
+    best_val = torch.full((len(means), candidates), -torch.inf)
+    best_idx = torch.zeros(len(means), candidates, dtype=torch.long)
+    for start in range(0, len(prototypes), chunk):
+        block = means @ prototypes[start : start + chunk].T
+        val = torch.cat([best_val, block], dim=1)
+        idx = torch.cat([best_idx, torch.arange(start, start + block.shape[1]).expand_as(block)], 1)
+        best_val, pos = val.topk(min(candidates, val.shape[1]), dim=1)
+        best_idx = idx.gather(1, pos)
+    return best_val, best_idx
+
+
+def _greedy(means: torch.Tensor, prototypes: torch.Tensor, candidates: int) -> np.ndarray:
+    k = len(means)
+    vals, idxs = _top_candidates(means, prototypes, min(candidates, len(prototypes)))
+    order = torch.argsort(vals.flatten(), descending=True)
+    cls_of = (order // vals.shape[1]).numpy()
+    proto_of = idxs.flatten()[order].numpy()
+    perm = np.full(k, -1, dtype=np.int64)
+    taken = np.zeros(len(prototypes), dtype=bool)
+    for c, p in zip(cls_of, proto_of, strict=True):
+        if perm[c] < 0 and not taken[p]:
+            perm[c], taken[p] = p, True
+    left = np.flatnonzero(perm < 0)
+    if len(left):  # the few classes whose candidates were all taken: exact on the remainder
+        free = np.flatnonzero(~taken)
+        sim = (means[torch.from_numpy(left)] @ prototypes[torch.from_numpy(free)].T).numpy()
+        perm[left] = free[_hungarian(sim)]
+    return perm
+
+
+def match(
+    means: torch.Tensor,
+    prototypes: torch.Tensor,
+    method: str = "auto",
+    candidates: int = 32,
+) -> Matching:
+    """The assignment of K classes to K prototypes with the largest total cosine.
+
+    Args:
+        means: (K, d) class mean directions (any norm; rows are normalised here).
+        prototypes: (K, d) fixed prototypes.
+        method: ``hungarian`` (exact), ``greedy`` (approximate, for very many classes) or
+            ``auto`` (exact up to :data:`HUNGARIAN_MAX` classes).
+        candidates: prototypes listed per class by the greedy method.
+    """
+    if means.shape != prototypes.shape:
+        raise ValueError(
+            f"class means {tuple(means.shape)} and prototypes {tuple(prototypes.shape)} must "
+            "have the same shape (one prototype per class)"
+        )
+    if method == "auto":
+        method = "hungarian" if len(means) <= HUNGARIAN_MAX else "greedy"
+    m, p = unit(means.detach().double().cpu()), unit(prototypes.detach().double().cpu())
+    if method == "hungarian":
+        perm, label = _hungarian((m @ p.T).numpy()), "hungarian"
+    elif method == "greedy":
+        perm, label = _greedy(m, p, candidates), "greedy+hungarian"
+    else:
+        raise ValueError(f"method must be auto, hungarian or greedy, got {method!r}")
+    perm_t = torch.from_numpy(perm)
+    total = float((m * p[perm_t]).sum())
+    return Matching(perm_t, total, label)
+
+
+class DynamicAssignment(nn.Module):
+    """The state of dynamic assignment inside a prototype head.
+
+    ``base`` holds the prototypes as generated; the head's own ``prototypes`` buffer is
+    ``base[perm]``, so row c is always the prototype class c currently owns and the loss and
+    prediction need no change. Everything is a buffer and survives ``state_dict`` round trips.
+    """
+
+    def __init__(self, prototypes: torch.Tensor, momentum: float = 0.9, method: str = "auto"):
+        super().__init__()
+        k, d = prototypes.shape
+        self.method = method
+        self.tracker = ClassMeans(k, d, momentum)
+        self.register_buffer("base", prototypes.detach().clone())
+        self.register_buffer("perm", torch.arange(k))
+
+    @torch.no_grad()
+    def reassign(self, head_prototypes: torch.Tensor, means: torch.Tensor | None = None) -> int:
+        """Match classes to prototypes, write ``base[perm]`` into ``head_prototypes``.
+
+        Classes not seen yet enter the matching with their current prototype as their mean,
+        so they keep it unless a seen class needs it. Returns how many classes changed.
+        """
+        means = self.tracker.means if means is None else means
+        seen = self.tracker.seen[:, None]
+        means = torch.where(seen, means.to(self.base.dtype), self.base[self.perm])
+        result = match(means, self.base, self.method)
+        new = result.perm.to(self.perm.device)
+        changed = int((new != self.perm).sum())
+        self.perm.copy_(new)
+        head_prototypes.copy_(self.base[new].to(head_prototypes.dtype))
+        return changed
