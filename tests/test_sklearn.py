@@ -209,3 +209,27 @@ def test_regressor_rejects_bad_dims_and_constant_targets():
         HPNRegressor().fit(X, np.full(len(X), 3.0))
     with pytest.raises(ValueError, match="only one class|1 class"):
         HPNClassifier().fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.parametrize(("loss", "assignment"), [("softmax", "static"), ("paper", "dynamic")])
+def test_classifier_loss_and_assignment_options(loss, assignment):
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-9)
+    clf = HPNClassifier(
+        prototype_dims=3, max_iter=30, random_state=0, loss=loss, assignment=assignment
+    ).fit(X[:1200], y[:1200])
+    assert clf.score(X[1200:], y[1200:]) > 0.7  # 10 classes in 3 dims
+    # decision_function's column i is the cosine to prototypes_[i], whoever owns it now
+    z = clf.model_.head.embed(clf.model_.body(torch.tensor(X[1200:1210], dtype=torch.float32)))
+    expected = z.detach().numpy() @ clf.prototypes_.T
+    np.testing.assert_allclose(clf.decision_function(X[1200:1210]), expected, atol=1e-5)
+    if assignment == "dynamic":
+        assert sorted(map(tuple, clf.prototypes_.round(5))) == sorted(
+            map(tuple, clf.model_.head.assignment.base.numpy().round(5))
+        )
+
+
+@pytest.mark.parametrize(("param", "value"), [("loss", "hinge"), ("assignment", "greedy")])
+def test_classifier_rejects_unknown_loss_and_assignment(param, value):
+    with pytest.raises(ValueError, match=repr(value)):
+        HPNClassifier(**{param: value}, max_iter=2).fit(np.eye(4), [0, 1, 0, 1])

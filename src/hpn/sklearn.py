@@ -279,6 +279,7 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
             else:
                 no_improvement = 0 if epoch_loss <= best - tol else no_improvement + 1
                 best = min(best, epoch_loss)
+            self._after_epoch(model)
             if self.verbose:
                 extra = f", validation score = {score:.6f}" if self.early_stopping else ""
                 print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}{extra}")
@@ -339,6 +340,9 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
                 out.append(fn(model, x).numpy())
         return np.concatenate(out) if out else np.empty((0,))
 
+    def _after_epoch(self, model: _Network) -> None:
+        """Hook run after every training epoch (dynamic assignment re-matches here)."""
+
     @abstractmethod
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         """Targets as the user gave them (class labels / values) from the training tensor."""
@@ -385,11 +389,16 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         n_jobs: torch threads while fitting and predicting: None -> 1, k, or -1 for all CPUs
             (see the module docstring). Results can differ in the last bits between thread
             counts.
+        loss: ``"paper"``, (1 - cos(z, p_y))^2, or ``"softmax"``, cross-entropy over scaled
+            cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`).
+        assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (re-match
+            classes to prototypes after every epoch from the running class means,
+            :mod:`hpn.assignment`).
 
     Attributes:
         classes_: the sorted class labels.
         prototypes_: (K, d) float32 array of unit rows; row i is the prototype of
-            ``classes_[i]``.
+            ``classes_[i]`` (after any dynamic re-assignment).
         n_features_in_, feature_names_in_: as in every sklearn estimator.
         model_: the fitted ``torch.nn.Module`` (CPU, eval mode); ``model_(x)`` gives the
             (N, K) cosines.
@@ -425,9 +434,13 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         random_state=None,
         verbose=False,
         n_jobs=None,
+        loss="paper",
+        assignment="static",
     ):
         self.prototype_dims = prototype_dims
         self.prototypes = prototypes
+        self.loss = loss
+        self.assignment = assignment
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.max_iter = max_iter
@@ -498,11 +511,31 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.prototypes_ = self._make_prototypes(n_classes, seed)
         prototypes = torch.from_numpy(self.prototypes_)
 
+        if self.loss not in ("paper", "softmax"):
+            raise ValueError(
+                f"{type(self).__name__}: loss must be 'paper' or 'softmax', got {self.loss!r}"
+            )
+        if self.assignment not in ("static", "dynamic"):
+            raise ValueError(
+                f"{type(self).__name__}: assignment must be 'static' or 'dynamic', "
+                f"got {self.assignment!r}"
+            )
+
         def make_head(width):
-            return PrototypeClassifier(prototypes, in_features=width)
+            head = PrototypeClassifier(prototypes, in_features=width, loss=self.loss)
+            if self.assignment == "dynamic":
+                head.enable_dynamic_assignment()
+            return head
 
         target = torch.as_tensor(labels, dtype=torch.long)
-        return self._train(X, target, make_head, seed, stratify=labels)
+        self._train(X, target, make_head, seed, stratify=labels)
+        # with dynamic assignment row i is the prototype classes_[i] ended up owning
+        self.prototypes_ = self.model_.head.prototypes.detach().cpu().numpy().copy()
+        return self
+
+    def _after_epoch(self, model) -> None:
+        if self.assignment == "dynamic":
+            model.head.reassign()
 
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         return self.classes_[target.numpy()]
