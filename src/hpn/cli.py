@@ -88,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     results = run(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
-    shown = {k: v for k, v in results.items() if k.startswith("test_") and v is not None}
+    shown = {k: v for k, v in results.items() if k.startswith("test_") and isinstance(v, float)}
     print("test " + "  ".join(f"{k[5:]} {v:.4f}" for k, v in shown.items()) + f"  ({cfg.out_dir})")
     return 0
 

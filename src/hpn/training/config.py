@@ -18,6 +18,8 @@ class DataConfig:
     name: str = "mnist5k"
     # A multi-task source used for one task only: classification or regression.
     task: Literal["classification", "regression", "multitask"] | None = None
+    # Long-tailed training split: n_min / n_max of the exponential profile (e.g. 0.01).
+    imbalance: float | None = None
     options: dict = field(default_factory=dict)
 
 

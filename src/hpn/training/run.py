@@ -29,12 +29,18 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
 def load_splits(cfg: RunConfig):
     """The data the config names; every source takes ``seed``, which defaults to the run's.
 
-    ``data.task`` narrows a multi-task source to classification or regression.
+    ``data.task`` narrows a multi-task source to classification or regression;
+    ``data.imbalance`` makes its training split long-tailed.
     """
     from hpn.data.registry import load_data
 
     splits = load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
-    return splits.for_task(cfg.data.task)
+    splits = splits.for_task(cfg.data.task)
+    if cfg.data.imbalance is not None:
+        from hpn.data.longtail import long_tailed
+
+        splits = long_tailed(splits, cfg.data.imbalance, seed=cfg.seed)
+    return splits
 
 
 def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:

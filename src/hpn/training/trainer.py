@@ -190,6 +190,7 @@ class EpochMetrics:
     accuracy: float | None = None
     mae: float | None = None
     macro_f1: float | None = None
+    recall: torch.Tensor | None = None  # (K,) per-class accuracy
 
 
 def macro_f1(confusion: torch.Tensor) -> float:
@@ -252,6 +253,9 @@ def evaluate(
         accuracy=correct / n if task != "regression" else None,
         mae=abs_err / n if task != "classification" else None,
         macro_f1=macro_f1(confusion) if task != "regression" else None,
+        recall=(confusion.diagonal() / confusion.sum(1).clamp_min(1)).double()
+        if task != "regression"
+        else None,
     )
 
 
@@ -517,6 +521,11 @@ def train(
         "data": splits.info,
         "world_size": ctx.world,
     }
+    if "train_counts" in splits.info and test.recall is not None:
+        from hpn.data.longtail import group_accuracy
+
+        counts = torch.as_tensor(splits.info["train_counts"])
+        results["test_group_accuracy"] = group_accuracy(test.recall, counts)
     if ctx.main:
         atomic_write_json(out / "results.json", results)
         _plots(net, splits.test, out, oc.batch_size, cfg.device, log)

@@ -1,0 +1,82 @@
+"""Long-tailed training sets with the exponential profile, and per-group accuracy.
+
+Class c of K keeps ``round(n_max * imbalance ** (c / (K - 1)))`` training examples (class 0
+the most, class K - 1 the fewest, ``imbalance`` = n_min / n_max, e.g. 0.01 for a 100:1 tail),
+as in the long-tailed CIFAR benchmarks. Validation and test splits stay as they were
+(balanced), so test accuracy weighs every class equally and model selection is not tuned to
+the imbalance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hpn.data.base import DataSplits, TensorDataset
+
+#: Shot groups by training examples per class (Liu et al., OLTR): many > 100 >= medium >= 20 > few.
+GROUPS = {"many": (101, math.inf), "medium": (20, 100), "few": (0, 19)}
+
+
+def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(torch.as_tensor(labels), minlength=num_classes)
+
+
+def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSplits:
+    """A long-tailed version of a classification source's training split.
+
+    Args:
+        splits: a classification (or multi-task) source whose train split is a
+            :class:`TensorDataset` with a ``"label"`` target.
+        imbalance: n_min / n_max in (0, 1], e.g. 0.005, 0.01, 0.02.
+        seed: which examples of each class are kept.
+
+    Raises:
+        ValueError: a bad factor, a source without labels, or a class with no training data.
+    """
+    if not (isinstance(imbalance, int | float) and 0.0 < imbalance <= 1.0):
+        raise ValueError(f"imbalance must be in (0, 1], got {imbalance!r}")
+    train = splits.train
+    if not isinstance(train, TensorDataset) or "label" not in train.targets:
+        raise ValueError("a long-tailed split needs an in-memory labelled training set")
+    k = splits.num_classes
+    labels = train.targets["label"]
+    counts = class_counts(labels, k)
+    if int(counts.min()) < 1:
+        empty = int(torch.nonzero(counts == 0)[0])
+        raise ValueError(f"class {empty} has no training examples")
+    n_max = int(counts.max())
+    profile = [max(1, round(n_max * imbalance ** (c / max(k - 1, 1)))) for c in range(k)]
+    generator = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(k):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        keep.append(members[: min(profile[c], len(members))])
+    index = torch.cat(keep).sort().values
+    kept = class_counts(labels[index], k)
+    return DataSplits(
+        train=train.subset(index),
+        val=splits.val,
+        test=splits.test,
+        task=splits.task,
+        input_shape=splits.input_shape,
+        num_classes=k,
+        class_names=splits.class_names,
+        info={
+            **splits.info,
+            "imbalance": imbalance,
+            "train_counts": kept.tolist(),
+            "long_tail_seed": seed,
+        },
+    )
+
+
+def group_accuracy(recall: torch.Tensor, train_counts: torch.Tensor) -> dict[str, float | None]:
+    """Mean per-class accuracy over the many / medium / few-shot classes (None: no class)."""
+    out: dict[str, float | None] = {}
+    for name, (low, high) in GROUPS.items():
+        members = (train_counts >= low) & (train_counts <= high)
+        out[name] = float(recall[members].mean()) if members.any() else None
+    return out
