@@ -93,6 +93,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    import yaml
+
+    from hpn.evaluation.transfer import transfer_report
+
+    options = {}
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {item!r} is not of the form key=value")
+        options[key] = yaml.safe_load(raw)
+    rows = [transfer_report(run, args.data, options) for run in args.runs]
+    print(
+        "| run | head | source | target | separation (source test) | separation (target test) | linear probe accuracy |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['run']} | {r['head']} | {r['source']} | {r['target']} | "
+            f"{r['source_separation']:.3f} | {r['target_separation']:.3f} | {r['probe_accuracy']:.4f} |"
+        )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hpn.demo import demo
 
@@ -197,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default=None, help="base config (default configs/demo.yaml's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    tra = sub.add_parser(
+        "transfer",
+        help="frozen features of finished runs: class separation and a linear probe elsewhere",
+    )
+    tra.add_argument("runs", nargs="+", help="run folders (config.json + best.pt)")
+    tra.add_argument("--data", required=True, help="target data source, e.g. fashion_mnist")
+    tra.add_argument(
+        "--option", action="append", default=[], help="target source option key=value (repeat)"
+    )
+    tra.set_defaults(func=_cmd_transfer)
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
     bench.add_argument(
