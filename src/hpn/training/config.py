@@ -33,7 +33,9 @@ class ModelConfig:
 class HeadConfig:
     kind: Literal["prototype", "softmax", "mse"] = "prototype"
     dims: int | None = None
-    prototypes: str = "auto"  # a generator method, "onehot", or a path to a .npy file
+    # a generator method, "onehot", "embedding:glove" / "embedding:minilm" (class-name
+    # embeddings used directly), or a path to a .npy file
+    prototypes: str = "auto"
     prototype_seed: int = 0
     task_weight: float = 0.5
     reduction: Literal["sum", "mean"] = "mean"

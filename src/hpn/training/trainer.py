@@ -88,9 +88,23 @@ def train_values(dataset: Dataset) -> torch.Tensor:
 def make_prototypes(
     cfg: HeadConfig, num_classes: int, dims: int, class_names=None
 ) -> tuple[torch.Tensor, dict]:
-    """Prototypes for a head: a generator method, ``onehot`` (d = K) or a ``.npy`` file."""
+    """Prototypes for a head: a generator method, ``onehot`` (d = K), ``embedding:glove`` or
+    ``embedding:minilm`` (class-name embeddings used directly, reduced to d by PCA), or a
+    ``.npy`` file."""
     if cfg.prototypes == "onehot":
         return torch.eye(num_classes), {"method": "onehot"}
+    if cfg.prototypes.startswith("embedding:"):
+        model = cfg.prototypes.partition(":")[2]
+        if model not in ("glove", "minilm"):
+            raise ValueError(
+                f"prototypes {cfg.prototypes!r}: use embedding:glove or embedding:minilm"
+            )
+        if not class_names:
+            raise ValueError(f"prototypes {cfg.prototypes!r} need class names; this data has none")
+        from hpn.prototypes.semantic import embedding_prototypes
+
+        p = embedding_prototypes(class_names, dims, model)
+        return p, {"method": cfg.prototypes, **protos.report(p).to_dict()}
     if cfg.prototypes.endswith(".npy"):
         p, meta = protos.load(cfg.prototypes)
         if p.shape != (num_classes, dims):
