@@ -211,6 +211,7 @@ def test_regressor_rejects_bad_dims_and_constant_targets():
         HPNClassifier().fit(X, np.zeros(len(X)))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(("loss", "assignment"), [("softmax", "static"), ("paper", "dynamic")])
 def test_classifier_loss_and_assignment_options(loss, assignment):
     X, y = load_digits(return_X_y=True)
