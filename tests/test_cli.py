@@ -109,3 +109,8 @@ def test_seed_changes_random_prototypes(tmp_path):
         assert main([*argv, "-o", str(tmp_path / f"{seed}.npy")]) == 0
     first, second = (protos.load(tmp_path / f"{s}.npy")[0] for s in ("1", "2"))
     assert not torch.equal(first, second)
+
+
+def test_bench_list_options_name_the_bad_value(capsys):
+    assert main(["bench", "classification", "--seeds", "0,x"]) == 2
+    assert "expected comma-separated ints, got '0,x'" in capsys.readouterr().err

@@ -120,6 +120,13 @@ def _greedy(means: torch.Tensor, prototypes: torch.Tensor, candidates: int) -> n
     return perm
 
 
+def resolve_method(num_classes: int, method: str = "auto") -> str:
+    """The matching :func:`match` runs: ``auto`` is exact up to :data:`HUNGARIAN_MAX` classes."""
+    if method == "auto":
+        return "hungarian" if num_classes <= HUNGARIAN_MAX else "greedy"
+    return method
+
+
 def match(
     means: torch.Tensor,
     prototypes: torch.Tensor,
@@ -140,8 +147,7 @@ def match(
             f"class means {tuple(means.shape)} and prototypes {tuple(prototypes.shape)} must "
             "have the same shape (one prototype per class)"
         )
-    if method == "auto":
-        method = "hungarian" if len(means) <= HUNGARIAN_MAX else "greedy"
+    method = resolve_method(len(means), method)
     m, p = unit(means.detach().double().cpu()), unit(prototypes.detach().double().cpu())
     if method == "hungarian":
         perm, label = _hungarian((m @ p.T).numpy()), "hungarian"

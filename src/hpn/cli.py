@@ -124,18 +124,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str | None, default: str, kind=int) -> list:
+    """A comma-separated option (``"0,1,2"``) as numbers; ``default`` when not given."""
+    items = (text or default).split(",")
+    try:
+        return [kind(item) for item in items]
+    except ValueError:
+        raise UsageError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hpn import bench
 
     if args.which == "prototypes":
         bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
     elif args.which == "classification":
-        dims = [int(d) for d in args.dims.split(",")]
-        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
         bench.classification_benchmark(
             config=args.config,
-            dims=dims,
-            seeds=seeds,
+            dims=_numbers(args.dims, ""),
+            seeds=_numbers(args.seeds, "0,1,2"),
             out_dir=args.out or "runs/bench-classification",
             overrides=args.overrides,
             out=sys.stdout,
@@ -152,15 +159,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 1 if any(r.unexpected for r in results) else 0
     elif args.which == "scale":
         bench.scale_benchmark(
-            classes=[int(k) for k in (args.classes or "1000,10000,100000,1000000").split(",")],
+            classes=_numbers(args.classes, "1000,10000,100000,1000000"),
             device=args.device,
             out=sys.stdout,
         )
     elif args.which == "blog":
         bench.blog_benchmark(
-            classes=[int(k) for k in (args.classes or "10,100,1000").split(",")],
+            classes=_numbers(args.classes, "10,100,1000"),
             variants=args.variants.split(","),
-            seeds=[int(s) for s in (args.seeds or "0,1,2,3,4").split(",")],
+            seeds=_numbers(args.seeds, "0,1,2,3,4"),
             config=args.config,
             out_dir=args.out or "runs/bench-blog",
             overrides=args.overrides,
@@ -169,8 +176,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.which == "multitask":
         bench.multitask_benchmark(
             config=args.config,
-            weights=[float(t) for t in args.weights.split(",")],
-            seeds=[int(s) for s in (args.seeds or "0,1,2").split(",")],
+            weights=_numbers(args.weights, "", float),
+            seeds=_numbers(args.seeds, "0,1,2"),
             out_dir=args.out or "runs/bench-multitask",
             overrides=args.overrides,
             out=sys.stdout,

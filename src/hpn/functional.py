@@ -105,6 +105,20 @@ def default_scale(num_classes: int) -> float:
     return max(2**0.5 * math.log(num_classes - 1), 1.0)
 
 
+def check_softmax_params(num_classes: int, scale: float | None, margin: float) -> float:
+    """Validate the cosine softmax's scale and margin; returns the scale to use.
+
+    Raises:
+        ValueError: a scale that is not a positive number, or a negative margin.
+    """
+    s = default_scale(num_classes) if scale is None else float(scale)
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    return s
+
+
 def prototype_softmax_loss(
     z: torch.Tensor,
     prototypes: torch.Tensor,
@@ -137,11 +151,7 @@ def prototype_softmax_loss(
         0.126928
     """
     _check_labels(labels, len(z), len(prototypes))
-    s = default_scale(len(prototypes)) if scale is None else float(scale)
-    if not (math.isfinite(s) and s > 0):
-        raise ValueError(f"scale must be a positive number, got {scale}")
-    if not (math.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    s = check_softmax_params(len(prototypes), scale, margin)
     dtype = _loss_dtype(z)
     cos = unit(z.to(dtype), eps) @ unit(prototypes.to(dtype), eps).T
     if margin:

@@ -72,10 +72,7 @@ class PrototypeClassifier(nn.Module):
             raise ValueError(f"loss must be 'paper' or 'softmax', got {loss!r}")
         self.num_classes, self.dims = p.shape
         self.loss_kind, self.margin = loss, float(margin)
-        self.scale = F.default_scale(self.num_classes) if scale is None else float(scale)
-        F.prototype_softmax_loss(  # validates scale and margin
-            torch.ones(1, self.dims), p, torch.zeros(1, dtype=torch.long), self.scale, margin
-        )
+        self.scale = F.check_softmax_params(self.num_classes, scale, margin)
         self.proj = _projection(in_features, self.dims)
         self.register_buffer("prototypes", p)
         self.assignment = None

@@ -76,23 +76,29 @@ def test_every_head_learns_and_writes_a_run_folder(tmp_path, task, head, metric)
     assert len((out / "metrics.csv").read_text().splitlines()) == 5
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_two(line):
+    if "epoch 2/4" in line:
+        raise _Stop
+
+
+def _interrupt_then_resume(cfg, splits):
+    """Train ``cfg`` until the epoch-2 log line, then resume it to the end."""
+    torch.manual_seed(0)
+    with pytest.raises(_Stop):
+        train(cfg, splits, TinyMLP(), log=_stop_after_two)
+    torch.manual_seed(123)  # resume must not depend on the caller's RNG
+    return train(cfg, splits, TinyMLP(), resume=True, log=lambda *_: None)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     splits = _splits()
     torch.manual_seed(0)
     train(_cfg(tmp_path, "full"), splits, TinyMLP(), log=lambda *_: None)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_two(line):
-        if "epoch 2/4" in line:
-            raise Stop
-
-    torch.manual_seed(0)
-    with pytest.raises(Stop):
-        train(_cfg(tmp_path, "cut"), splits, TinyMLP(), log=stop_after_two)
-    torch.manual_seed(123)  # resume must not depend on the caller's RNG
-    train(_cfg(tmp_path, "cut"), splits, TinyMLP(), resume=True, log=lambda *_: None)
+    _interrupt_then_resume(_cfg(tmp_path, "cut"), splits)
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     for key, value in full["model"].items():
@@ -281,19 +287,7 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     info = json.loads((tmp_path / "full" / "head.json").read_text())["assignment"]
     assert info == {"kind": "dynamic", "every": 1, "momentum": 0.5, "method": "hungarian"}
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_two(line):
-        if "epoch 2/4" in line:
-            raise Stop
-
-    torch.manual_seed(0)
-    with pytest.raises(Stop):
-        train(_cfg(tmp_path, "cut", head=head), splits, TinyMLP(), log=stop_after_two)
-    cut = train(
-        _cfg(tmp_path, "cut", head=head), splits, TinyMLP(), resume=True, log=lambda *_: None
-    )
+    cut = _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
     assert torch.equal(a["head.assignment.perm"], b["head.assignment.perm"])

@@ -167,7 +167,7 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig) -> dict:
     if cfg.assignment_every < 1:
         raise ValueError(f"head.assignment_every must be >= 1 epoch, got {cfg.assignment_every}")
     head.enable_dynamic_assignment(cfg.assignment_momentum)
-    method = "hungarian" if head.num_classes <= assignment.HUNGARIAN_MAX else "greedy"
+    method = assignment.resolve_method(head.num_classes)
     return {
         "kind": "dynamic",
         "every": cfg.assignment_every,
@@ -434,7 +434,7 @@ def train(
         permutation = torch.randperm(len(splits.train), generator=order)
         batches, global_sizes = dist_.shard_batches(permutation, oc.batch_size, ctx)
         loader = DataLoader(splits.train, batch_sampler=batches)
-        sums = torch.zeros(2, dtype=torch.float64)  # summed loss, examples (this rank)
+        total, n = 0.0, 0  # summed loss and examples of this rank
         bar = ProgressBar(
             len(batches), f"epoch {epoch + 1}/{oc.epochs}", enabled=None if ctx.main else False
         )
@@ -457,15 +457,16 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sums += torch.tensor([batch_sum, len(x)], dtype=torch.float64)
-            bar.update(step + 1, len(x), float(sums[0] / max(sums[1], 1)))
+            total, n = total + batch_sum, n + len(x)
+            bar.update(step + 1, len(x), total / max(n, 1))
         bar.close()
         sched.step()
         reassigned = None
         if cfg.head.assignment == "dynamic" and (epoch + 1) % cfg.head.assignment_every == 0:
             reassigned = _reassign(net.head, ctx)
         seconds = time.perf_counter() - tic
-        total, n = dist_.all_reduce_sum(sums, ctx).tolist()
+        totals = torch.tensor([total, n], dtype=torch.float64)
+        total, n = dist_.all_reduce_sum(totals, ctx).tolist()
         dist_.broadcast_buffers(net, ctx)  # e.g. BatchNorm statistics: rank 0's everywhere
         val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
         row = {
