@@ -104,13 +104,14 @@ def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
     out = io.StringIO()
     rows = bench.blog_benchmark(
         classes=(10,),
-        variants=("softmax", "hpn10", "r10", "cos4"),
+        variants=("softmax", "hpn10", "r10", "cos4", "data4", "dcos4"),
         seeds=(0, 1),
         config=str(cfg),
         out_dir=str(tmp_path / "runs"),
         out=out,
+        jobs=2,
     )
-    assert [r["variant"] for r in rows] == ["softmax", "hpn10", "r10", "cos4"]
+    assert [r["variant"] for r in rows] == ["softmax", "hpn10", "r10", "cos4", "data4", "dcos4"]
     assert all(len(r["f1"]) == 2 and all(0 <= f <= 100 for f in r["f1"]) for r in rows)
     assert all(1 <= e <= 3 for r in rows for e in r["best_epoch"])
     table = out.getvalue()
@@ -119,9 +120,28 @@ def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
     assert cos["loss"]["kind"] == "softmax" and cos["prototypes"]["method"] != "random"
     rand = json.loads((tmp_path / "runs" / "k10-r10-s1" / "head.json").read_text())
     assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "paper"
+    data = json.loads((tmp_path / "runs" / "k10-data4-s0" / "head.json").read_text())
+    assert data["prototypes"]["method"] == "data" and data["prototypes"]["spread_steps"] == 100
+    dcos = json.loads((tmp_path / "runs" / "k10-dcos4-s1" / "head.json").read_text())
+    assert dcos["prototypes"]["spread_steps"] == 0
+    assert dcos["loss"] == {"kind": "softmax", "scale": bench.DATA_COSINE_SCALE, "margin": 0.0}
+    assert (tmp_path / "runs" / "k10-dcos4-s1.log").is_file()  # trained in its own process
+    # a second call reads every run back: same numbers, nothing retrained
+    again = bench.blog_benchmark(
+        classes=(10,), variants=("dcos4",), seeds=(0, 1), config=str(cfg),
+        out_dir=str(tmp_path / "runs"), out=io.StringIO(), jobs=2,
+    )  # fmt: skip
+    assert again[0]["f1"] == rows[-1]["f1"]
 
 
-@pytest.mark.parametrize("name", ["hpn", "softmax10", "x100"])
+def test_run_parallel_names_the_failed_run(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(BLOG)
+    with pytest.raises(RuntimeError, match="k-bad.*failed.*k-bad.log"):
+        bench.run_parallel([(str(cfg), ["head.kind=nonsense"], 0, tmp_path / "k-bad")], jobs=2)
+
+
+@pytest.mark.parametrize("name", ["hpn", "softmax10", "x100", "dcos", "data-4"])
 def test_blog_variant_names_are_checked(name):
     with pytest.raises(ValueError, match=name):
         bench.blog_variant(name)

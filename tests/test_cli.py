@@ -114,3 +114,17 @@ def test_seed_changes_random_prototypes(tmp_path):
 def test_bench_list_options_name_the_bad_value(capsys):
     assert main(["bench", "classification", "--seeds", "0,x"]) == 2
     assert "expected comma-separated ints, got '0,x'" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_options_and_stray_arguments_are_refused(
+    monkeypatch, tmp_path, capsys
+):
+    from hpn import bench, cli
+
+    seen = {}
+    monkeypatch.setattr(bench, "blog_benchmark", lambda **kw: seen.update(kw))
+    args = ["bench", "blog", "--classes", "10", "--out", str(tmp_path), "device=cuda"]
+    assert cli.main([*args, "optim.epochs=3", "--jobs", "3"]) == 0
+    assert seen["overrides"] == ["device=cuda", "optim.epochs=3"] and seen["jobs"] == 3
+    assert cli.main([*args, "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -234,3 +234,20 @@ def test_classifier_loss_and_assignment_options(loss, assignment):
 def test_classifier_rejects_unknown_loss_and_assignment(param, value):
     with pytest.raises(ValueError, match=repr(value)):
         HPNClassifier(**{param: value}, max_iter=2).fit(np.eye(4), [0, 1, 0, 1])
+
+
+def test_data_prior_prototypes_and_softmax_scale_options():
+    from hpn.prototypes import data_prior
+
+    X, y = make_blobs(n_samples=300, centers=6, n_features=10, random_state=0)
+    warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs are enough here
+    clf = HPNClassifier(
+        prototypes="data", prototype_dims=4, loss="softmax", scale=15.0, max_iter=30,
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    means = torch.stack([torch.as_tensor(X[y == c]).mean(0) for c in range(6)])
+    want = data_prior.data_prior_prototypes(means, 4, steps=0)
+    np.testing.assert_allclose(clf.prototypes_, want.numpy(), atol=1e-6)
+    assert clf.model_.head.scale == 15.0 and clf.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="'data' or one of"):
+        HPNClassifier(prototypes="nonsense").fit(X, y)

@@ -172,6 +172,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             out_dir=args.out or "runs/bench-blog",
             overrides=args.overrides,
             out=sys.stdout,
+            jobs=args.jobs,
         )
     elif args.which == "multitask":
         bench.multitask_benchmark(
@@ -263,11 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 1000,10000,100000,1000000)",
     )
     bench.add_argument("--device", default="cpu", help="scale: cpu or cuda")
+    bench.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="blog: runs trained at a time, each a one-thread process (default 1: in turn)",
+    )
     bench.add_argument("--n", type=int, default=100, help="fuzz: mutants per kind and reader")
     bench.add_argument(
         "--variants",
         default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",
-        help="blog: softmax, hpnD (paper loss), rD (random prototypes), cosD (cosine softmax)",
+        help="blog: softmax, hpnD (paper loss), rD (random prototypes), cosD (cosine "
+        "softmax), dataD (paper loss, data prior), dcosD (cosine softmax, data prior)",
     )
     bench.add_argument(
         "--weights", default="0.01,0.1,0.25,0.5,0.9", help="multitask: task weights t"
@@ -286,7 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides may also follow the options (argparse stops filling a
+        # positional list once an option came between)
+        if isinstance(getattr(args, "overrides", None), list):
+            late = [e for e in extra if "=" in e and not e.startswith("-")]
+            args.overrides = [*args.overrides, *late]
+            extra = [e for e in extra if e not in late]
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

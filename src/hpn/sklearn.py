@@ -436,10 +436,12 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         n_jobs=None,
         loss="paper",
         assignment="static",
+        scale=None,
     ):
         self.prototype_dims = prototype_dims
         self.prototypes = prototypes
         self.loss = loss
+        self.scale = scale
         self.assignment = assignment
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -455,14 +457,22 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.verbose = verbose
         self.n_jobs = n_jobs
 
-    def _make_prototypes(self, n_classes: int, seed: int) -> np.ndarray:
+    def _make_prototypes(self, n_classes: int, seed: int, X=None, labels=None) -> np.ndarray:
         name = type(self).__name__
         dims = self.prototype_dims
+        if isinstance(self.prototypes, str) and self.prototypes == "data":
+            from hpn.prototypes import data_prior
+
+            dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
+            x = torch.as_tensor(np.asarray(X, dtype=np.float64))
+            means, _ = data_prior.class_means([(x, torch.as_tensor(labels))], n_classes)
+            p = data_prior.data_prior_prototypes(means, dims, seed=seed, steps=0)
+            return p.numpy().astype(np.float32)
         if isinstance(self.prototypes, str):
             if self.prototypes not in _protos.METHODS:
                 raise ValueError(
-                    f"{name}: prototypes must be an array of shape (n_classes, d) or one of "
-                    f"{list(_protos.METHODS)}, got {self.prototypes!r}"
+                    f"{name}: prototypes must be an array of shape (n_classes, d), 'data' or "
+                    f"one of {list(_protos.METHODS)}, got {self.prototypes!r}"
                 )
             dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
             options = {}
@@ -508,7 +518,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
                 f"({self.classes_[0]!r})"
             )
         seed = self._seed()
-        self.prototypes_ = self._make_prototypes(n_classes, seed)
+        self.prototypes_ = self._make_prototypes(n_classes, seed, X, labels)
         prototypes = torch.from_numpy(self.prototypes_)
 
         if self.loss not in ("paper", "softmax"):
@@ -522,7 +532,9 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             )
 
         def make_head(width):
-            head = PrototypeClassifier(prototypes, in_features=width, loss=self.loss)
+            head = PrototypeClassifier(
+                prototypes, in_features=width, loss=self.loss, scale=self.scale
+            )
             if self.assignment == "dynamic":
                 head.enable_dynamic_assignment()
             return head

@@ -317,3 +317,30 @@ def test_class_name_embeddings_as_prototypes(tmp_path):
     splits.class_names = None
     with pytest.raises(ValueError, match="need class names"):
         train(_cfg(tmp_path, "none", head=head), splits, TinyMLP())
+
+
+@pytest.mark.parametrize("task", ["classification", "multitask"])
+def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
+    from hpn.prototypes import data_prior
+
+    splits = _splits(task)
+    head = {"kind": "prototype", "dims": 3 if task == "classification" else 4}
+    head.update(prototypes="data", spread_steps=0)
+    res = train(_cfg(tmp_path, head=head), splits, TinyMLP(), log=lambda *_: None)
+    assert res["test_accuracy"] > 0.6  # 4 classes, 4 epochs
+    info = json.loads((tmp_path / "run" / "head.json").read_text())["prototypes"]
+    assert info["method"] == "data" and info["spread_steps"] == 0
+    model = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    key = "head.prototypes" if task == "classification" else "head.classifier.prototypes"
+    x, y = splits.train.inputs, splits.train.targets["label"]
+    means = torch.stack([x[y == c].double().mean(0) for c in range(4)])
+    want = data_prior.data_prior_prototypes(means, 3, steps=0)
+    torch.testing.assert_close(model[key], want)
+    # the validation and test splits play no part: changing them keeps the prototypes
+    other = _splits(task, seed=5)
+    splits.val, splits.test = other.val, other.test
+    train(_cfg(tmp_path, "again", head=head), splits, TinyMLP(), log=lambda *_: None)
+    again = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"][key]
+    torch.testing.assert_close(again, want)
+    with pytest.raises(ValueError, match="head.spread_steps must be >= 0, got -1"):
+        train(_cfg(tmp_path, "bad", head={**head, "spread_steps": -1}), splits, TinyMLP())

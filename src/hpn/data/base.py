@@ -10,11 +10,12 @@ permutation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 Task = Literal["classification", "regression", "multitask"]
 
@@ -39,6 +40,16 @@ class TensorDataset(Dataset):
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if self.transform is not None:
             x = self.transform(x)
+        return x, {key: value[index] for key, value in self.targets.items()}
+
+    def get_batch(self, indices) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Items ``indices`` as one batch, as a DataLoader would collate them, in one
+        indexing operation instead of one per item (the transform still runs per item)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        x = self.inputs[index]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.transform is not None:
+            x = torch.stack([self.transform(item) for item in x])
         return x, {key: value[index] for key, value in self.targets.items()}
 
     def subset(self, indices: torch.Tensor) -> TensorDataset:
@@ -157,3 +168,22 @@ def holdout_splits(
     kept, held = stratified_split(labels, test_fraction, test_seed)
     train, val = split_train_val(data.subset(kept), val_fraction, seed)
     return train, val, data.subset(held)
+
+
+def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Iterator[tuple]:
+    """Yield ``(x, targets)`` for each list of indices in ``batches``.
+
+    A dataset with ``get_batch`` (:class:`TensorDataset`) is indexed once per batch; any
+    other map-style dataset goes through a ``DataLoader`` with those batches, so both give
+    the same tensors.
+    """
+    if hasattr(dataset, "get_batch"):
+        for indices in batches:
+            yield dataset.get_batch(indices)
+        return
+    yield from DataLoader(dataset, batch_sampler=list(batches))
+
+
+def sequential_batches(size: int, batch_size: int) -> list[range]:
+    """Indices ``0 .. size - 1`` in consecutive batches of ``batch_size``."""
+    return [range(i, min(i + batch_size, size)) for i in range(0, size, batch_size)]

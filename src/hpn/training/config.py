@@ -33,10 +33,13 @@ class ModelConfig:
 class HeadConfig:
     kind: Literal["prototype", "softmax", "mse"] = "prototype"
     dims: int | None = None
-    # a generator method, "onehot", "embedding:glove" / "embedding:minilm" (class-name
-    # embeddings used directly), or a path to a .npy file
+    # a generator method, "onehot", "data" (laid out like the training classes' mean
+    # inputs, then spread), "embedding:glove" / "embedding:minilm" (class-name embeddings
+    # used directly), or a path to a .npy file
     prototypes: str = "auto"
     prototype_seed: int = 0
+    # prototypes "data": separation steps after the PCA start (0: the start as it is)
+    spread_steps: int = 100
     task_weight: float = 0.5
     reduction: Literal["sum", "mean"] = "mean"
     # Classification loss of a prototype head: the paper's (1 - cos)^2, or a softmax over

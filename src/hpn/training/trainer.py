@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from hpn import __version__, assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
-from hpn.data.base import DataSplits
+from hpn.data.base import DataSplits, iterate_batches, sequential_batches
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training import distributed as dist_
@@ -86,13 +86,30 @@ def train_values(dataset: Dataset) -> torch.Tensor:
 
 
 def make_prototypes(
-    cfg: HeadConfig, num_classes: int, dims: int, class_names=None
+    cfg: HeadConfig, num_classes: int, dims: int, class_names=None, train: Dataset | None = None
 ) -> tuple[torch.Tensor, dict]:
-    """Prototypes for a head: a generator method, ``onehot`` (d = K), ``embedding:glove`` or
-    ``embedding:minilm`` (class-name embeddings used directly, reduced to d by PCA), or a
-    ``.npy`` file."""
+    """Prototypes for a head: a generator method, ``onehot`` (d = K), ``data`` (laid out
+    like the training classes' mean inputs, :mod:`hpn.prototypes.data_prior`),
+    ``embedding:glove`` or ``embedding:minilm`` (class-name embeddings used directly,
+    reduced to d by PCA), or a ``.npy`` file."""
     if cfg.prototypes == "onehot":
         return torch.eye(num_classes), {"method": "onehot"}
+    if cfg.prototypes == "data":
+        if train is None:
+            raise ValueError("prototypes 'data' need the training split")
+        if cfg.spread_steps < 0:
+            raise ValueError(f"head.spread_steps must be >= 0, got {cfg.spread_steps}")
+        from hpn.prototypes import data_prior
+
+        batches = iterate_batches(train, sequential_batches(len(train), 4096))
+        means, counts = data_prior.class_means(
+            ((x, targets["label"]) for x, targets in batches), num_classes
+        )
+        p = data_prior.data_prior_prototypes(
+            means, dims, seed=cfg.prototype_seed, steps=cfg.spread_steps, seen=counts > 0
+        )
+        info = {"spread_steps": cfg.spread_steps, "spread_lr": data_prior.SPREAD_LR}
+        return p, {"method": "data", **info, **protos.report(p).to_dict()}
     if cfg.prototypes.startswith("embedding:"):
         model = cfg.prototypes.partition(":")[2]
         if model not in ("glove", "minilm"):
@@ -144,7 +161,7 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         return PrototypeRegressor(cfg.dims or 2, lower, upper, in_features=in_features), info
     if task == "classification":
         dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
-        p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names)
+        p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names, splits.train)
         head = PrototypeClassifier(p, in_features, cfg.loss, cfg.scale, cfg.margin)
         info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
         info["assignment"] = _assignment(head, cfg)
@@ -152,7 +169,7 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
     dims = cfg.dims or 3
     if dims < 3:
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
-    p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names)
+    p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names, splits.train)
     head = MultiTaskHead(
         p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin
     )
@@ -209,14 +226,21 @@ class EpochMetrics:
 
 def macro_f1(confusion: torch.Tensor) -> float:
     """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN), from a K x K confusion
-    matrix (rows true, columns predicted).
+    matrix (rows true, columns predicted); see :func:`macro_f1_from_counts`."""
+    confusion = confusion.double()
+    return macro_f1_from_counts(confusion.diagonal(), confusion.sum(1), confusion.sum(0))
+
+
+def macro_f1_from_counts(
+    true_positive: torch.Tensor, support: torch.Tensor, predicted: torch.Tensor
+) -> float:
+    """Macro F1 from per-class counts: correct predictions, true examples, predictions.
 
     As scikit-learn's ``f1_score(average="macro")`` does by default, the mean runs over the
     classes that occur in the labels or the predictions; a class with neither is left out.
+    Three length-K vectors instead of a K x K matrix, so 10,000+ classes cost nothing.
     """
-    confusion = confusion.double()
-    tp = confusion.diagonal()
-    support, predicted = confusion.sum(1), confusion.sum(0)
+    tp, support, predicted = true_positive.double(), support.double(), predicted.double()
     seen = (support + predicted) > 0
     if not seen.any():
         return 0.0
@@ -240,12 +264,12 @@ def evaluate(
     """
     ctx = ctx or dist_.Context()
     net.eval()
-    if ctx.distributed:
-        data = Subset(data, range(ctx.rank, len(data), ctx.world))
+    mine = range(ctx.rank, len(data), ctx.world)  # every example when not distributed
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
     k = getattr(net.head, "num_classes", None) or 0
     sums = torch.zeros(4, dtype=torch.float64)  # loss, n, correct, absolute error
-    confusion = torch.zeros(k, k, dtype=torch.long)
-    for x, targets in DataLoader(data, batch_size=batch_size):
+    counts = torch.zeros(3, k, dtype=torch.long)  # per class: correct, true, predicted
+    for x, targets in iterate_batches(data, batches):
         x = x.to(device)
         targets = {name: v.to(device) for name, v in targets.items()}
         sums[0] += float(net.loss(x, targets, "sum"))
@@ -253,12 +277,14 @@ def evaluate(
         pred = net.predict(x)
         if "label" in pred:
             sums[2] += int((pred["label"] == targets["label"]).sum())
-            pairs = targets["label"].cpu() * k + pred["label"].cpu()
-            confusion += torch.bincount(pairs, minlength=k * k).view(k, k)
+            truth, guess = targets["label"].cpu(), pred["label"].cpu()
+            counts[0] += torch.bincount(truth[truth == guess], minlength=k)
+            counts[1] += torch.bincount(truth, minlength=k)
+            counts[2] += torch.bincount(guess, minlength=k)
         if "value" in pred:
             sums[3] += float((pred["value"] - targets["value"].double()).abs().sum())
     sums = dist_.all_reduce_sum(sums, ctx)
-    confusion = dist_.all_reduce_sum(confusion, ctx)
+    counts = dist_.all_reduce_sum(counts, ctx)
     total, n, correct, abs_err = sums.tolist()
     n = max(n, 1)
     task = net.task
@@ -266,10 +292,8 @@ def evaluate(
         loss=total / n,
         accuracy=correct / n if task != "regression" else None,
         mae=abs_err / n if task != "classification" else None,
-        macro_f1=macro_f1(confusion) if task != "regression" else None,
-        recall=(confusion.diagonal() / confusion.sum(1).clamp_min(1)).double()
-        if task != "regression"
-        else None,
+        macro_f1=macro_f1_from_counts(*counts) if task != "regression" else None,
+        recall=(counts[0] / counts[1].clamp_min(1)).double() if task != "regression" else None,
     )
 
 
@@ -284,15 +308,21 @@ def _versions() -> dict:
 
 
 def _rng_state() -> dict:
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what resumes
         "python": random.getstate(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout masks drawn on the GPU
+    return state
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    # a checkpoint loaded with map_location="cuda" moves these byte tensors to the GPU too
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
 
@@ -433,7 +463,7 @@ def train(
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         permutation = torch.randperm(len(splits.train), generator=order)
         batches, global_sizes = dist_.shard_batches(permutation, oc.batch_size, ctx)
-        loader = DataLoader(splits.train, batch_sampler=batches)
+        loader = iterate_batches(splits.train, batches)
         total, n = 0.0, 0  # summed loss and examples of this rank
         bar = ProgressBar(
             len(batches), f"epoch {epoch + 1}/{oc.epochs}", enabled=None if ctx.main else False
@@ -561,7 +591,7 @@ def _sphere_outputs(net: Network, data: Dataset, batch_size: int, device: str):
         return None
     net.eval()
     outs, labels = [], []
-    for x, targets in DataLoader(data, batch_size=batch_size):
+    for x, targets in iterate_batches(data, sequential_batches(len(data), batch_size)):
         outs.append(project(net.backbone(x.to(device))).cpu())
         labels.append(targets["label"])
     outs, protos3 = torch.cat(outs), protos3.cpu()
