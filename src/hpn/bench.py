@@ -525,7 +525,7 @@ def scale_benchmark(
     batch: int = 256,
     steps: int = 10,
     queries: int = 4096,
-    chunk: int = 65_536,
+    chunk: int = 16_384,
     device: str = "cpu",
     out: TextIO | None = None,
 ) -> list[dict]:

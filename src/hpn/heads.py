@@ -120,7 +120,7 @@ class PrototypeClassifier(nn.Module):
         return F.prototype_loss(z, self.prototypes, labels, reduction)
 
     @torch.no_grad()
-    def predict(self, features: torch.Tensor, chunk_size: int = 65_536) -> torch.Tensor:
+    def predict(self, features: torch.Tensor, chunk_size: int = 16_384) -> torch.Tensor:
         """(N,) nearest-prototype classes without an N x K matrix."""
         return F.nearest_prototype(self.proj(features), self.prototypes, chunk_size)[0]
 
