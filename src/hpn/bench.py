@@ -186,12 +186,11 @@ def run_parallel(
 
     if jobs < 1 or threads < 1:
         raise ValueError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
-    pending = [c for c in cases if not (c[3] / "results.json").is_file()]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
     def one(case):
         config, overrides, seed, folder = case
-        if (folder / "results.json").is_file():  # finished meanwhile, e.g. by another process
+        if (folder / "results.json").is_file():  # finished, maybe meanwhile by another process
             return
         folder.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "hpn", "train", "--config", config, *overrides]
@@ -206,7 +205,7 @@ def run_parallel(
         log(f"# done {folder}")
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(one, c) for c in pending]:
+        for future in [pool.submit(one, c) for c in cases]:
             future.result()
 
 
@@ -410,10 +409,14 @@ def blog_benchmark(
         f"{machine_line()}",
         file=out,
     )
+
+    def case(k: int, name: str, seed: int) -> tuple[str, list[str], int, Path]:
+        extra = [f"data.options.num_classes={k}", *blog_variant(name)]
+        return config, [*overrides, *extra], seed, Path(out_dir) / f"k{k}-{name}-s{seed}"
+
     if jobs > 1:
         cases = [
-            (config, [*overrides, f"data.options.num_classes={k}", *blog_variant(name)], seed,
-             Path(out_dir) / f"k{k}-{name}-s{seed}")
+            case(k, name, seed)
             for k in sorted(classes, reverse=True) for name in variants for seed in seeds
         ]  # fmt: skip
         run_parallel(cases, jobs, log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -424,10 +427,7 @@ def blog_benchmark(
         for name in variants:
             f1s, epochs, speed = [], [], []
             for seed in seeds:
-                extra = [f"data.options.num_classes={k}", *blog_variant(name)]
-                res = run_or_load(
-                    config, [*overrides, *extra], seed, Path(out_dir) / f"k{k}-{name}-s{seed}"
-                )
+                res = run_or_load(*case(k, name, seed))
                 f1s.append(100 * res["test_macro_f1"])
                 epochs.append(res["best_epoch"])
                 speed.append(res["train_seconds"] / max(res.get("epochs_run", res["epochs"]), 1))

@@ -363,9 +363,10 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         prototype_dims: d, the output dimension (>= 2). None: :func:`default_prototype_dims`,
             ``min(max(2, K - 1), 100)`` for K classes, or the width of a given array.
         prototypes: a method of :func:`hpn.prototypes.generate` (``"auto"``, ``"simplex"``,
-            ``"optimized"``, ``"random"``, ``"semantic"`` with the class labels as names, ...)
-            or an array of shape (K, d) whose row i belongs to ``classes_[i]`` (the sorted
-            labels); rows are normalised.
+            ``"optimized"``, ``"random"``, ``"semantic"`` with the class labels as names, ...),
+            ``"data"`` (the PCA of the training class means, unspread:
+            :mod:`hpn.prototypes.data_prior`), or an array of shape (K, d) whose row i belongs
+            to ``classes_[i]`` (the sorted labels); rows are normalised.
         hidden_layer_sizes: widths of the hidden layers (Linear -> activation each); ``()``
             puts the prototype head's linear layer directly on the inputs.
         activation: one of :data:`ACTIVATIONS`.
@@ -394,6 +395,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (re-match
             classes to prototypes after every epoch from the running class means,
             :mod:`hpn.assignment`).
+        scale: the softmax loss's scale s; None: :func:`hpn.functional.default_scale` of K.
 
     Attributes:
         classes_: the sorted class labels.
@@ -460,21 +462,20 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
     def _make_prototypes(self, n_classes: int, seed: int, X=None, labels=None) -> np.ndarray:
         name = type(self).__name__
         dims = self.prototype_dims
-        if isinstance(self.prototypes, str) and self.prototypes == "data":
-            from hpn.prototypes import data_prior
-
-            dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
-            x = torch.as_tensor(np.asarray(X, dtype=np.float64))
-            means, _ = data_prior.class_means([(x, torch.as_tensor(labels))], n_classes)
-            p = data_prior.data_prior_prototypes(means, dims, seed=seed, steps=0)
-            return p.numpy().astype(np.float32)
         if isinstance(self.prototypes, str):
-            if self.prototypes not in _protos.METHODS:
+            if self.prototypes != "data" and self.prototypes not in _protos.METHODS:
                 raise ValueError(
                     f"{name}: prototypes must be an array of shape (n_classes, d), 'data' or "
                     f"one of {list(_protos.METHODS)}, got {self.prototypes!r}"
                 )
             dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
+            if self.prototypes == "data":
+                from hpn.prototypes import data_prior
+
+                x = torch.as_tensor(np.asarray(X, dtype=np.float64))
+                means, _ = data_prior.class_means([(x, torch.as_tensor(labels))], n_classes)
+                p = data_prior.data_prior_prototypes(means, dims, seed=seed, steps=0)
+                return p.numpy().astype(np.float32)
             options = {}
             if self.prototypes == "semantic":
                 options["class_names"] = [str(c) for c in self.classes_]

@@ -184,6 +184,7 @@ def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Itera
     yield from DataLoader(dataset, batch_sampler=list(batches))
 
 
-def sequential_batches(size: int, batch_size: int) -> list[range]:
-    """Indices ``0 .. size - 1`` in consecutive batches of ``batch_size``."""
-    return [range(i, min(i + batch_size, size)) for i in range(0, size, batch_size)]
+def in_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
+    """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter);
+    e.g. ``in_batches(range(len(data)), 256)`` for one pass in order."""
+    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from hpn.data.base import iterate_batches, sequential_batches
+from hpn.data.base import in_batches, iterate_batches
 from hpn.functional import unit
 
 
@@ -29,7 +29,7 @@ def extract(
     """(N, F) float32 features of a frozen backbone (eval mode) and the (N,) labels."""
     backbone.eval().to(device)
     feats, labels = [], []
-    for x, targets in iterate_batches(data, sequential_batches(len(data), batch_size)):
+    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):
         feats.append(backbone(x.to(device)).float().cpu())
         labels.append(targets["label"])
     return torch.cat(feats), torch.cat(labels)

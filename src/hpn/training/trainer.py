@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from hpn import __version__, assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
-from hpn.data.base import DataSplits, iterate_batches, sequential_batches
+from hpn.data.base import DataSplits, in_batches, iterate_batches
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training import distributed as dist_
@@ -101,7 +101,7 @@ def make_prototypes(
             raise ValueError(f"head.spread_steps must be >= 0, got {cfg.spread_steps}")
         from hpn.prototypes import data_prior
 
-        batches = iterate_batches(train, sequential_batches(len(train), 4096))
+        batches = iterate_batches(train, in_batches(range(len(train)), 4096))
         means, counts = data_prior.class_means(
             ((x, targets["label"]) for x, targets in batches), num_classes
         )
@@ -264,8 +264,8 @@ def evaluate(
     """
     ctx = ctx or dist_.Context()
     net.eval()
-    mine = range(ctx.rank, len(data), ctx.world)  # every example when not distributed
-    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    # every world-th example on each rank (every example when not distributed)
+    batches = in_batches(range(ctx.rank, len(data), ctx.world), batch_size)
     k = getattr(net.head, "num_classes", None) or 0
     sums = torch.zeros(4, dtype=torch.float64)  # loss, n, correct, absolute error
     counts = torch.zeros(3, k, dtype=torch.long)  # per class: correct, true, predicted
@@ -591,7 +591,7 @@ def _sphere_outputs(net: Network, data: Dataset, batch_size: int, device: str):
         return None
     net.eval()
     outs, labels = [], []
-    for x, targets in iterate_batches(data, sequential_batches(len(data), batch_size)):
+    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):
         outs.append(project(net.backbone(x.to(device))).cpu())
         labels.append(targets["label"])
     outs, protos3 = torch.cat(outs), protos3.cpu()
