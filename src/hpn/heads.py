@@ -95,6 +95,24 @@ class PrototypeClassifier(nn.Module):
             raise ValueError("dynamic assignment is not enabled on this head")
         return self.assignment.reassign(self.prototypes, means)
 
+    @torch.no_grad()
+    def initial_reassign(self, means: torch.Tensor, seen: torch.Tensor) -> int:
+        """Match classes to prototypes once from given class means (e.g. of an untrained
+        network's outputs), then restart the running means; returns how many changed.
+
+        Args:
+            means: (K, d) class mean directions.
+            seen: (K,) bool, the classes ``means`` knows; the others keep their prototype.
+        """
+        if self.assignment is None:
+            raise ValueError("dynamic assignment is not enabled on this head")
+        tracker = self.assignment.tracker
+        tracker.seen.copy_(seen.to(tracker.seen.device))
+        changed = self.assignment.reassign(self.prototypes, means.to(tracker.means))
+        tracker.means.zero_()
+        tracker.seen.zero_()
+        return changed
+
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(N, d) unit output vectors."""
         return F.unit(self.proj(features))

@@ -61,7 +61,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from hpn import prototypes as _protos
-from hpn.functional import regression_bounds
+from hpn.functional import regression_bounds, unit
 from hpn.heads import PrototypeClassifier, PrototypeRegressor
 
 __all__ = ["ACTIVATIONS", "HPNClassifier", "HPNRegressor", "default_prototype_dims"]
@@ -245,6 +245,7 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         no_improvement = 0
         converged = False
         model.train()
+        self._before_training(model, xs, target_train)
         for epoch in range(int(self.max_iter)):
             order = torch.randperm(n, generator=generator)
             total = 0.0
@@ -340,6 +341,9 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
                 out.append(fn(model, x).numpy())
         return np.concatenate(out) if out else np.empty((0,))
 
+    def _before_training(self, model: _Network, x: torch.Tensor, target: torch.Tensor) -> None:
+        """Hook run once on the untrained model (dynamic assignment makes its first match)."""
+
     def _after_epoch(self, model: _Network) -> None:
         """Hook run after every training epoch (dynamic assignment re-matches here)."""
 
@@ -392,8 +396,9 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             counts.
         loss: ``"paper"``, (1 - cos(z, p_y))^2, or ``"softmax"``, cross-entropy over scaled
             cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`).
-        assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (re-match
-            classes to prototypes after every epoch from the running class means,
+        assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (match
+            classes to prototypes once from the untrained network's class means, then
+            re-match after every epoch from the running class means,
             :mod:`hpn.assignment`).
         scale: the softmax loss's scale s; None: :func:`hpn.functional.default_scale` of K.
 
@@ -545,6 +550,22 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         # with dynamic assignment row i is the prototype classes_[i] ended up owning
         self.prototypes_ = self.model_.head.prototypes.detach().cpu().numpy().copy()
         return self
+
+    @torch.no_grad()
+    def _before_training(self, model, x, target) -> None:
+        if self.assignment != "dynamic":
+            return
+        # As `hpn train`'s head.assignment_init: eval mode, so neither dropout nor the batch
+        # norm statistics see this pass.
+        model.eval()
+        k, d = model.head.prototypes.shape
+        sums = torch.zeros(k, d, dtype=torch.float64)
+        for start in range(0, len(x), _PREDICT_CHUNK):
+            z = unit(model.head.proj(model.body(x[start : start + _PREDICT_CHUNK])))
+            sums.index_add_(0, target[start : start + _PREDICT_CHUNK], z.double())
+        counts = torch.bincount(target, minlength=k)
+        model.head.initial_reassign(sums / counts.clamp_min(1)[:, None], counts > 0)
+        model.train()
 
     def _after_epoch(self, model) -> None:
         if self.assignment == "dynamic":

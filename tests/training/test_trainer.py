@@ -285,7 +285,15 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     assert rows[0].endswith(",reassigned")
     assert all(r.split(",")[-1].isdigit() for r in rows[1:])
     info = json.loads((tmp_path / "full" / "head.json").read_text())["assignment"]
-    assert info == {"kind": "dynamic", "every": 1, "momentum": 0.5, "method": "hungarian"}
+    moved = info.pop("initial_reassigned")
+    assert 0 <= moved <= 4
+    assert info == {
+        "kind": "dynamic",
+        "every": 1,
+        "momentum": 0.5,
+        "method": "hungarian",
+        "init": True,
+    }
 
     cut = _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
@@ -344,3 +352,38 @@ def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
     torch.testing.assert_close(again, want)
     with pytest.raises(ValueError, match="head.spread_steps must be >= 0, got -1"):
         train(_cfg(tmp_path, "bad", head={**head, "spread_steps": -1}), splits, TinyMLP())
+
+
+def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tmp_path):
+    """Before epoch 1 the classes take the prototypes that maximise the total cosine to the
+    class means of the untrained network's outputs (in eval mode; checked over all 4!
+    assignments)."""
+    import copy
+    import itertools
+
+    from hpn.functional import unit
+    from hpn.training.trainer import _seed_everything, build_head
+
+    splits = _splits()
+    head = {"kind": "prototype", "dims": 2, "assignment": "dynamic", "assignment_every": 2}
+    cfg = _cfg(tmp_path, "init", head=head, optim={"epochs": 1})
+    torch.manual_seed(3)
+    backbone = TinyMLP()
+    untrained = copy.deepcopy(backbone).eval()
+    train(cfg, splits, backbone, log=lambda *_: None)
+
+    _seed_everything(cfg.seed)
+    ref_head, _ = build_head(cfg.head, splits, backbone.out_features)
+    x, y = splits.train.inputs, splits.train.targets["label"]
+    with torch.no_grad():
+        z = unit(ref_head.proj(untrained(x))).double()
+    means = torch.stack([z[y == c].mean(0) for c in range(4)])
+    p = unit(ref_head.prototypes.double())
+    best = max(
+        itertools.permutations(range(4)), key=lambda s: float((unit(means) * p[list(s)]).sum())
+    )
+
+    state = torch.load(tmp_path / "init" / "last.pt", weights_only=False)["model"]
+    assert state["head.assignment.perm"].tolist() == list(best)
+    info = json.loads((tmp_path / "init" / "head.json").read_text())["assignment"]
+    assert info["initial_reassigned"] == sum(int(b != c) for c, b in enumerate(best)) > 0

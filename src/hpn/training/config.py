@@ -52,6 +52,10 @@ class HeadConfig:
     assignment: Literal["static", "dynamic"] = "static"
     assignment_every: int = 1
     assignment_momentum: float = 0.9
+    # Before the first epoch, match classes to prototypes once from the class means of the
+    # untrained network's outputs over the training split (a data-driven start: classes the
+    # random features already place close together get neighbouring prototypes).
+    assignment_init: bool = True
 
 
 @dataclass

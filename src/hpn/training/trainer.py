@@ -27,6 +27,7 @@ from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
 from hpn.data.base import DataSplits, in_batches, iterate_batches
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
+from hpn.functional import unit
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training import distributed as dist_
 from hpn.training.config import HeadConfig, RunConfig, to_dict
@@ -190,6 +191,7 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig) -> dict:
         "every": cfg.assignment_every,
         "momentum": cfg.assignment_momentum,
         "method": method,
+        "init": cfg.assignment_init,
     }
 
 
@@ -213,6 +215,38 @@ def _reassign(head: nn.Module, ctx: dist_.Context) -> int | None:
     tracker.seen.copy_((count[:, 0] > 0).to(tracker.seen.device))
     means = (total / count.clamp_min(1)).to(tracker.means)
     return cls.reassign(means)
+
+
+@torch.no_grad()
+def _initial_assignment(
+    net: Network, train: Dataset, batch_size: int, device: str, ctx: dist_.Context
+) -> int | None:
+    """Match classes to prototypes from the untrained network's class means; None: no head.
+
+    One pass over this rank's share of the training split in eval mode (no dropout, batch
+    norm untouched, no random numbers drawn), exact per-class means of the unit outputs,
+    summed over ranks. The running means start afresh afterwards.
+    """
+    cls = _classifier(net.head)
+    if cls is None or cls.assignment is None:
+        return None
+    was_training = net.training
+    net.eval()
+    k, d = cls.prototypes.shape
+    sums = torch.zeros(k, d, dtype=torch.float64)
+    counts = torch.zeros(k, 1, dtype=torch.float64)
+    mine = range(ctx.rank, len(train), ctx.world)
+    for x, targets in iterate_batches(train, in_batches(mine, batch_size)):
+        feats = net.backbone(x.to(device))
+        z = net.head.proj(feats)
+        if cls is not net.head:  # multi-task: the class part of the shared output
+            z = z[:, 1:]
+        labels = targets["label"]
+        sums.index_add_(0, labels, unit(z.float()).double().cpu())
+        counts.index_add_(0, labels, torch.ones(len(labels), 1, dtype=torch.float64))
+    net.train(was_training)
+    sums, counts = dist_.all_reduce_sum(sums, ctx), dist_.all_reduce_sum(counts, ctx)
+    return cls.initial_reassign(sums / counts.clamp_min(1), counts[:, 0] > 0)
 
 
 @dataclass
@@ -443,7 +477,13 @@ def train(
         start_epoch, best, rows = state["epoch"] + 1, state["best"], state["rows"]
         best_epoch = state.get("best_epoch", start_epoch)
         log(f"resumed {out} at epoch {start_epoch}")
-    elif ctx.main:
+    else:
+        if cfg.head.assignment == "dynamic" and cfg.head.assignment_init:
+            moved = _initial_assignment(net, splits.train, oc.batch_size, cfg.device, ctx)
+            if moved is not None:
+                head_info["assignment"]["initial_reassigned"] = moved
+                log(f"initial assignment from the untrained network: {moved} classes moved")
+    if not resume and ctx.main:
         atomic_write_json(out / "config.json", to_dict(cfg))
         atomic_write_json(out / "versions.json", {**_versions(), "world_size": ctx.world})
         atomic_write_json(out / "head.json", head_info)
