@@ -158,3 +158,92 @@ def test_scale_benchmark_measures_both_heads_in_fresh_processes():
     assert predict["predict_queries_per_s"] > 0
     table = out.getvalue()
     assert "| 500 |" in table and "K = 500, d = 8" in table and "chunks of 100" in table
+
+
+def test_assignment_benchmark_compares_static_and_dynamic_per_dim(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    out = io.StringIO()
+    rows = bench.assignment_benchmark(
+        str(cfg), dims=(2,), seeds=(0, 1), out_dir=str(tmp_path / "runs"), out=out, jobs=2
+    )
+    assert [(r["dims"], r["assignment"]) for r in rows] == [(2, "static"), (2, "dynamic")]
+    static, dynamic = rows
+    assert static["initial_moved"] == [None, None] and static["moves"] == [0, 0]
+    assert all(isinstance(m, int) and 0 <= m <= 4 for m in dynamic["initial_moved"])
+    head = json.loads((tmp_path / "runs" / "prototype-d2-dynamic-s1" / "head.json").read_text())
+    assert head["assignment"]["kind"] == "dynamic"
+    assert head["assignment"]["initial_reassigned"] == dynamic["initial_moved"][1]
+    assert json.loads((tmp_path / "runs" / "prototype-d2-s0" / "head.json").read_text())[
+        "assignment"
+    ] == {"kind": "static"}
+    table = out.getvalue()
+    assert "| 2 | static |" in table and "| 2 | dynamic |" in table
+    # the same folders serve the classification benchmark: read back, not retrained
+    done = tmp_path / "runs" / "prototype-d2-s1" / "results.json"
+    stamp = done.stat().st_mtime_ns
+    again = bench.classification_benchmark(
+        str(cfg), dims=(2,), seeds=(1,), out_dir=str(tmp_path / "runs"), out=io.StringIO()
+    )
+    assert done.stat().st_mtime_ns == stamp and again[1]["accs"] == static["accs"][1:]
+
+
+LONGTAIL = """
+seed: 0
+data:
+  name: clusters
+  options: {num_classes: 4, samples_per_class: 160, dims: 6, std: 0.5}
+model:
+  backbone: mlp
+  options: {hidden: [16]}
+head: {kind: prototype}
+optim: {optimizer: adam, lr: 0.01, epochs: 2, batch_size: 32}
+"""
+
+
+def test_longtail_benchmark_reports_shot_groups_for_three_models(tmp_path):
+    cfg = tmp_path / "lt.yaml"
+    cfg.write_text(LONGTAIL)
+    out = io.StringIO()
+    rows = bench.longtail_benchmark(
+        str(cfg), imbalances=(0.1,), dims=(2,), seeds=(0,), out_dir=str(tmp_path / "r"), out=out
+    )
+    assert [r["model"] for r in rows] == [
+        "softmax",
+        "HPN, d = 2",
+        "HPN + dynamic assignment, d = 2",
+    ]
+    res = json.loads(
+        (tmp_path / "r" / "if0.1-prototype-d2-dynamic-s0" / "results.json").read_text()
+    )
+    counts = res["data"]["train_counts"]
+    assert counts[0] > 100 and counts[-1] < 20 and counts == sorted(counts, reverse=True)
+    assert res["data"]["imbalance"] == 0.1
+    for r in rows:  # every group has a class at this profile
+        assert all(0.0 <= r[g][0] <= 1.0 for g in ("many", "medium", "few"))
+    table = out.getvalue()
+    assert "| 0.1 | softmax |" in table and "| 0.1 | HPN + dynamic assignment, d = 2 |" in table
+
+
+def test_transfer_benchmark_probes_each_models_features_and_keeps_the_report(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    out = io.StringIO()
+    target = {"num_classes": 3, "samples_per_class": 30, "dims": 6, "std": 0.3}
+    rows = bench.transfer_benchmark(
+        str(cfg), target="clusters", dims=(2,), seeds=(0,), out_dir=str(tmp_path / "r"),
+        target_options=target, out=out,
+    )  # fmt: skip
+    assert len(rows) == 3
+    for r in rows:
+        assert 0.0 <= r["probe"][0] <= 1.0 and -1.0 <= r["source_separation"][0] <= 1.0
+    kept = list((tmp_path / "r" / "softmax-s0").glob("transfer-clusters-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["target"] == "clusters"
+    assert "linear probe accuracy (clusters)" in out.getvalue()
+    # the kept report is read back
+    stamp = kept[0].stat().st_mtime_ns
+    again = bench.transfer_benchmark(
+        str(cfg), target="clusters", dims=(2,), seeds=(0,), out_dir=str(tmp_path / "r"),
+        target_options=target, out=io.StringIO(),
+    )  # fmt: skip
+    assert kept[0].stat().st_mtime_ns == stamp and again == rows

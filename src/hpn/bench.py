@@ -582,3 +582,248 @@ def scale_benchmark(
     )
     rows.append({"K": k, "predict_queries_per_s": rate})
     return rows
+
+
+def _head_variant(d: int | None, assignment: str = "static") -> tuple[str, str, list[str]]:
+    """(label, folder prefix, overrides) of softmax (d None) or an HPN head in d dims."""
+    if d is None:
+        return "softmax", "softmax", ["head.kind=softmax"]
+    dynamic = assignment == "dynamic"
+    label = f"HPN + dynamic assignment, d = {d}" if dynamic else f"HPN, d = {d}"
+    prefix = f"prototype-d{d}" + ("-dynamic" if dynamic else "")
+    return label, prefix, ["head.kind=prototype", f"head.dims={d}", f"head.assignment={assignment}"]
+
+
+def _train_all(cases: list[tuple[str, list[str], int, Path]], jobs: int) -> None:
+    """Train the unfinished cases ``jobs`` at a time (``jobs`` 1: in :func:`run_or_load`)."""
+    if jobs > 1:
+        run_parallel(cases, jobs, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _assignment_moves(folder: Path) -> tuple[int | None, int]:
+    """(classes moved by the initial match or None, classes moved by the epoch updates)."""
+    import csv
+    import json
+
+    info = json.loads((folder / "head.json").read_text()).get("assignment") or {}
+    later = 0
+    with open(folder / "metrics.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            later += int(float(row.get("reassigned") or 0))
+    return info.get("initial_reassigned"), later
+
+
+def _mean_sd_cell(values: list[float], digits: int = 4) -> str:
+    return "{:.{d}f} ± {:.{d}f}".format(*_mean_sd(values), d=digits)
+
+
+def assignment_benchmark(
+    config: str | None = None,
+    dims: Iterable[int] = (2, 3),
+    seeds: Iterable[int] = (0, 1, 2),
+    out_dir: str = "runs/bench-assignment",
+    overrides: Iterable[str] = (),
+    out: TextIO | None = None,
+    jobs: int = 1,
+) -> list[dict]:
+    """Static vs dynamic label-to-prototype assignment, everything else equal (seed 004).
+
+    For each output dim d the config (default ``fashion_mnist.yaml``) is trained with
+    ``head.assignment=static`` and ``dynamic``; prints test accuracy (mean ± sd and per
+    seed), how many classes the initial match and the epoch updates moved, and the best
+    epoch. Folders ``prototype-dD[-dynamic]-sS`` under ``out_dir``, shared with
+    :func:`classification_benchmark` and :func:`transfer_benchmark`; runs are read back or
+    resumed, ``jobs`` > 1 trains the missing ones in parallel one-thread processes.
+    """
+    from hpn.training.run import load_config
+
+    config = config or _packaged_config("fashion_mnist.yaml")
+    dims, seeds, rows = list(dims), list(seeds), []
+    base = load_config(config, list(overrides))
+    plan = [(d, a) for d in dims for a in ("static", "dynamic")]
+    cases = {
+        (d, a, s): (config, [*overrides, *_head_variant(d, a)[2]], s,
+                    Path(out_dir) / f"{_head_variant(d, a)[1]}-s{s}")
+        for d, a in plan for s in seeds
+    }  # fmt: skip
+    print(
+        f"# hpn bench assignment: {base.data.name} {base.data.options}, K = "
+        f"{base.data.options.get('num_classes', 'from the data')}, {base.model.backbone}, "
+        f"{base.optim.optimizer} lr {base.optim.lr}, {base.optim.epochs} epochs, selected on "
+        f"{base.select_metric}, seeds {seeds}; {machine_line()}",
+        file=out,
+    )
+    _train_all(list(cases.values()), jobs)
+    print(
+        "| d | assignment | test accuracy (mean ± sd) | per seed | classes moved at start | "
+        "moves in training | best epoch |",
+        file=out,
+    )
+    print("|---|---|---|---|---|---|---|", file=out)
+    for d, a in plan:
+        accs, init, later, epochs = [], [], [], []
+        for s in seeds:
+            res = run_or_load(*cases[d, a, s])
+            accs.append(res["test_accuracy"])
+            epochs.append(res["best_epoch"])
+            moved, moves = _assignment_moves(cases[d, a, s][3])
+            init.append(moved)
+            later.append(moves)
+        rows.append({"dims": d, "assignment": a, "accs": accs, "initial_moved": init,
+                     "moves": later, "best_epoch": epochs})  # fmt: skip
+        dynamic = a == "dynamic"
+        print(
+            f"| {d} | {a} | {_mean_sd_cell(accs)} | {' / '.join(f'{x:.4f}' for x in accs)} | "
+            f"{' / '.join(str(m) for m in init) if dynamic else '-'} | "
+            f"{' / '.join(str(m) for m in later) if dynamic else '-'} | "
+            f"{' / '.join(str(e) for e in epochs)} |",
+            file=out,
+            flush=True,
+        )
+    return rows
+
+
+def longtail_benchmark(
+    config: str | None = None,
+    imbalances: Iterable[float] = (0.005, 0.01, 0.02),
+    dims: Iterable[int] = (3,),
+    seeds: Iterable[int] = (0, 1, 2),
+    out_dir: str = "runs/bench-longtail",
+    overrides: Iterable[str] = (),
+    out: TextIO | None = None,
+    jobs: int = 1,
+) -> list[dict]:
+    """Softmax vs HPN vs HPN + dynamic assignment on long-tailed training splits.
+
+    ``data.imbalance`` thins the config's (default ``demo.yaml``) training split to an
+    exponential profile (:mod:`hpn.data.longtail`); validation and test stay balanced.
+    Prints overall test accuracy and the mean per-class accuracy of the many (> 100
+    training examples), medium (20-100) and few-shot (< 20) classes, mean ± sd over seeds.
+    """
+    from hpn.data.longtail import GROUPS
+    from hpn.training.run import load_config
+
+    config = config or _packaged_config("demo.yaml")
+    imbalances, seeds, rows = list(imbalances), list(seeds), []
+    variants = [_head_variant(None)] + [
+        _head_variant(d, a) for d in dims for a in ("static", "dynamic")
+    ]
+    base = load_config(config, list(overrides))
+    cases = {
+        (imb, prefix, s): (config, [*overrides, f"data.imbalance={imb}", *extra], s,
+                           Path(out_dir) / f"if{imb:g}-{prefix}-s{s}")
+        for imb in imbalances for _, prefix, extra in variants for s in seeds
+    }  # fmt: skip
+    groups = ", ".join(
+        f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
+        for name, (low, high) in GROUPS.items()
+    )
+    print(
+        f"# hpn bench longtail: {base.data.name}, exponential profile, balanced validation and "
+        f"test, {base.model.backbone}, {base.optim.optimizer} lr {base.optim.lr}, "
+        f"{base.optim.epochs} epochs, seeds {seeds}; groups by training examples: {groups}; "
+        f"{machine_line()}",
+        file=out,
+    )
+    _train_all(list(cases.values()), jobs)
+    print("| imbalance | model | test accuracy | many | medium | few |", file=out)
+    print("|---|---|---|---|---|---|", file=out)
+    for imb in imbalances:
+        for label, prefix, _ in variants:
+            results = [run_or_load(*cases[imb, prefix, s]) for s in seeds]
+            accs = [r["test_accuracy"] for r in results]
+            cells, row = [], {"imbalance": imb, "model": label, "accs": accs}
+            for name in GROUPS:
+                got = [r["test_group_accuracy"][name] for r in results]
+                row[name] = got
+                cells.append("-" if None in got else _mean_sd_cell(got, 3))
+            rows.append(row)
+            print(
+                f"| {imb:g} | {label} | {_mean_sd_cell(accs)} | {' | '.join(cells)} |",
+                file=out,
+                flush=True,
+            )
+        counts = run_or_load(*cases[imb, variants[0][1], seeds[0]])["data"]["train_counts"]
+        print(f"# imbalance {imb:g}: training examples per class {counts}", file=sys.stderr)
+    return rows
+
+
+def _transfer_or_load(folder: Path, target: str, options: dict) -> dict:
+    """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it."""
+    import json
+
+    from hpn.evaluation.transfer import transfer_report
+    from hpn.files import atomic_write_json
+
+    suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
+    done = folder / f"transfer-{target}{suffix}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    report = transfer_report(folder, target, options)
+    atomic_write_json(done, report)
+    return report
+
+
+def transfer_benchmark(
+    config: str | None = None,
+    target: str = "fashion_mnist",
+    dims: Iterable[int] = (3,),
+    seeds: Iterable[int] = (0, 1, 2),
+    out_dir: str = "runs/bench-transfer",
+    overrides: Iterable[str] = (),
+    target_options: dict | None = None,
+    out: TextIO | None = None,
+    jobs: int = 1,
+) -> list[dict]:
+    """What each loss's frozen features are worth on other data (seed 003).
+
+    Trains (or reads back) softmax, HPN and HPN + dynamic assignment (DL2PA) on the config
+    (default ``demo.yaml``), then for each run: class separation R^2 of the penultimate
+    features on its own test split and on ``target``'s, and the test accuracy of a linear
+    probe fitted on ``target``'s training split (:mod:`hpn.evaluation.transfer`). Mean ± sd
+    over seeds. Folders as :func:`assignment_benchmark`'s, so both can share ``out_dir``.
+    """
+    from hpn.training.run import load_config
+
+    config = config or _packaged_config("demo.yaml")
+    seeds, rows, options = list(seeds), [], dict(target_options or {})
+    variants = [_head_variant(None)] + [
+        _head_variant(d, a) for d in dims for a in ("static", "dynamic")
+    ]
+    base = load_config(config, list(overrides))
+    cases = {
+        (prefix, s): (config, [*overrides, *extra], s, Path(out_dir) / f"{prefix}-s{s}")
+        for _, prefix, extra in variants for s in seeds
+    }  # fmt: skip
+    print(
+        f"# hpn bench transfer: {base.data.name} -> {target} {options or ''}, "
+        f"{base.model.backbone}, {base.optim.optimizer} lr {base.optim.lr}, "
+        f"{base.optim.epochs} epochs, seeds {seeds}; linear probe: L2 logistic regression "
+        f"(L-BFGS) on standardised frozen features; {machine_line()}",
+        file=out,
+    )
+    _train_all(list(cases.values()), jobs)
+    print(
+        f"| model | {base.data.name} test accuracy | separation ({base.data.name} test) | "
+        f"separation ({target} test) | linear probe accuracy ({target}) |",
+        file=out,
+    )
+    print("|---|---|---|---|---|", file=out)
+    for label, prefix, _ in variants:
+        accs, src_sep, tgt_sep, probe = [], [], [], []
+        for s in seeds:
+            res = run_or_load(*cases[prefix, s])
+            report = _transfer_or_load(cases[prefix, s][3], target, options)
+            accs.append(res["test_accuracy"])
+            src_sep.append(report["source_separation"])
+            tgt_sep.append(report["target_separation"])
+            probe.append(report["probe_accuracy"])
+        rows.append({"model": label, "accs": accs, "source_separation": src_sep,
+                     "target_separation": tgt_sep, "probe": probe})  # fmt: skip
+        print(
+            f"| {label} | {_mean_sd_cell(accs)} | {_mean_sd_cell(src_sep, 3)} | "
+            f"{_mean_sd_cell(tgt_sep, 3)} | {_mean_sd_cell(probe)} |",
+            file=out,
+            flush=True,
+        )
+    return rows

@@ -93,18 +93,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_transfer(args: argparse.Namespace) -> int:
+def _options(items: list[str]) -> dict:
+    """``key=value`` strings (values parsed as YAML) as a dict."""
     import yaml
 
-    from hpn.evaluation.transfer import transfer_report
-
     options = {}
-    for item in args.option:
+    for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--option {item!r} is not of the form key=value")
         options[key] = yaml.safe_load(raw)
-    rows = [transfer_report(run, args.data, options) for run in args.runs]
+    return options
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from hpn.evaluation.transfer import transfer_report
+
+    rows = [transfer_report(run, args.data, _options(args.option)) for run in args.runs]
     print(
         "| run | head | source | target | separation (source test) | separation (target test) | linear probe accuracy |"
     )
@@ -141,7 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.which == "classification":
         bench.classification_benchmark(
             config=args.config,
-            dims=_numbers(args.dims, ""),
+            dims=_numbers(args.dims or "2,3,5,10", ""),
             seeds=_numbers(args.seeds, "0,1,2"),
             out_dir=args.out or "runs/bench-classification",
             overrides=args.overrides,
@@ -171,6 +176,39 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             config=args.config,
             out_dir=args.out or "runs/bench-blog",
             overrides=args.overrides,
+            out=sys.stdout,
+            jobs=args.jobs,
+        )
+    elif args.which == "assignment":
+        bench.assignment_benchmark(
+            config=args.config,
+            dims=_numbers(args.dims or "2,3", ""),
+            seeds=_numbers(args.seeds, "0,1,2"),
+            out_dir=args.out or "runs/bench-assignment",
+            overrides=args.overrides,
+            out=sys.stdout,
+            jobs=args.jobs,
+        )
+    elif args.which == "longtail":
+        bench.longtail_benchmark(
+            config=args.config,
+            imbalances=_numbers(args.imbalance, "", float),
+            dims=_numbers(args.dims or "3", ""),
+            seeds=_numbers(args.seeds, "0,1,2"),
+            out_dir=args.out or "runs/bench-longtail",
+            overrides=args.overrides,
+            out=sys.stdout,
+            jobs=args.jobs,
+        )
+    elif args.which == "transfer":
+        bench.transfer_benchmark(
+            config=args.config,
+            target=args.target,
+            dims=_numbers(args.dims or "3", ""),
+            seeds=_numbers(args.seeds, "0,1,2"),
+            out_dir=args.out or "runs/bench-transfer",
+            overrides=args.overrides,
+            target_options=_options(args.target_option),
             out=sys.stdout,
             jobs=args.jobs,
         )
@@ -243,18 +281,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
     bench.add_argument(
-        "which", choices=["prototypes", "classification", "multitask", "blog", "scale", "fuzz"]
-    )
+        "which",
+        choices=[
+            "prototypes", "classification", "multitask", "blog", "scale", "fuzz",
+            "assignment", "longtail", "transfer",
+        ],
+    )  # fmt: skip
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
         "--quick", action="store_true", help="prototypes: small cases only (seconds)"
     )
     bench.add_argument(
         "--config",
-        help="classification / multitask: base run config (default: demo.yaml / "
-        "rotated_multitask.yaml)",
+        help="base run config (default: demo.yaml for classification, longtail and transfer; "
+        "rotated_multitask.yaml; fashion_mnist.yaml for assignment; blog_clusters.yaml)",
     )
-    bench.add_argument("--dims", default="2,3,5,10", help="classification: HPN output dims")
+    bench.add_argument(
+        "--dims",
+        help="HPN output dims (default classification 2,3,5,10; assignment 2,3; longtail and "
+        "transfer 3)",
+    )
+    bench.add_argument(
+        "--imbalance", default="0.005,0.01,0.02", help="longtail: imbalance factors n_min/n_max"
+    )
+    bench.add_argument("--target", default="fashion_mnist", help="transfer: the probe's data")
+    bench.add_argument(
+        "--target-option",
+        action="append",
+        default=[],
+        help="transfer: target source option key=value (repeat)",
+    )
     bench.add_argument(
         "--seeds", help="seeds (default 0,1,2; blog: 0,1,2,3,4 as the blog's five datasets)"
     )
@@ -268,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=1,
-        help="blog: runs trained at a time, each a one-thread process (default 1: in turn)",
+        help="blog, assignment, longtail, transfer: runs trained at a time, each a one-thread "
+        "process (default 1: in turn)",
     )
     bench.add_argument("--n", type=int, default=100, help="fuzz: mutants per kind and reader")
     bench.add_argument(
@@ -282,11 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--out",
-        help="run folders (default runs/bench-classification or runs/bench-multitask)",
+        help="run folders (default runs/bench-<which>)",
     )
-    bench.add_argument(
-        "overrides", nargs="*", help="classification / multitask: key.sub=value overrides"
-    )
+    bench.add_argument("overrides", nargs="*", help="training benchmarks: key.sub=value overrides")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
