@@ -134,3 +134,24 @@ def test_classifier_softmax_loss_option_uses_the_cosine_softmax():
     assert torch.allclose(paper.loss(x, y, "sum"), F.prototype_loss(head.proj(x), P, y, "sum"))
     with pytest.raises(ValueError, match="'hinge'"):
         PrototypeClassifier(P, loss="hinge")
+
+
+def test_output_batchnorm_centres_z_and_keeps_its_scale_whatever_the_features():
+    torch.manual_seed(0)
+    head = PrototypeClassifier(torch.eye(3), in_features=5, output_norm="batchnorm")
+    feats = 1000.0 * torch.rand(64, 5)  # huge non-negative features, as after a ReLU
+    z = head.proj(feats)
+    assert z.mean(0).abs().max() < 1e-4 and torch.allclose(
+        z.std(0, unbiased=False), torch.ones(3), atol=1e-3
+    )
+    plain = PrototypeClassifier(torch.eye(3), in_features=5)
+    plain.proj.load_state_dict(head.proj[0].state_dict())
+    # without it, every output points nearly the same way
+    assert torch.nn.functional.normalize(plain.proj(feats), dim=1).mean(0).norm() > 0.9
+    assert torch.nn.functional.normalize(z, dim=1).mean(0).norm() < 0.5
+    head.loss(feats, torch.randint(0, 3, (64,)), reduction="mean").backward()
+    assert head.proj[1].weight.grad is not None
+    with pytest.raises(ValueError, match="output_norm.*'layer'"):
+        PrototypeClassifier(torch.eye(3), in_features=5, output_norm="layer")
+    with pytest.raises(ValueError, match="needs a projection"):
+        PrototypeClassifier(torch.eye(3), output_norm="batchnorm")

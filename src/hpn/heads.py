@@ -17,13 +17,26 @@ from torch import nn
 from hpn import functional as F
 
 LossKind = Literal["paper", "softmax"]
+OutputNorm = Literal["none", "batchnorm"]
 
 
-def _projection(in_features: int | None, dims: int) -> nn.Module:
+def _projection(in_features: int | None, dims: int, output_norm: str = "none") -> nn.Module:
+    """``Linear(in_features, dims)``, followed by ``BatchNorm1d(dims)`` for ``"batchnorm"``.
+
+    The batch norm keeps z centred with a bounded scale. Without it, non-negative (post-ReLU)
+    features can grow until every z points the same way; the gradient through the
+    normalisation z / |z| shrinks as 1 / |z|, so such a network stops learning.
+    """
+    if output_norm not in ("none", "batchnorm"):
+        raise ValueError(f"output_norm must be 'none' or 'batchnorm', got {output_norm!r}")
     if in_features is None:
+        if output_norm != "none":
+            raise ValueError("output_norm needs a projection (in_features)")
         return nn.Identity()
     if in_features < 1:
         raise ValueError(f"in_features must be >= 1, got {in_features}")
+    if output_norm == "batchnorm":
+        return nn.Sequential(nn.Linear(in_features, dims), nn.BatchNorm1d(dims))
     return nn.Linear(in_features, dims)
 
 
@@ -51,6 +64,8 @@ class PrototypeClassifier(nn.Module):
             (:func:`hpn.functional.prototype_softmax_loss`).
         scale: softmax scale s; None: :func:`hpn.functional.default_scale` of K.
         margin: softmax additive cosine margin m >= 0.
+        output_norm: ``"none"`` (the paper) or ``"batchnorm"``: batch norm on z before it
+            is normalised (needs ``in_features``; see :func:`_projection`).
 
     Example:
         >>> head = PrototypeClassifier(torch.eye(3), in_features=5)
@@ -65,6 +80,7 @@ class PrototypeClassifier(nn.Module):
         loss: LossKind = "paper",
         scale: float | None = None,
         margin: float = 0.0,
+        output_norm: OutputNorm = "none",
     ):
         super().__init__()
         p = _check_prototypes(prototypes)
@@ -73,7 +89,7 @@ class PrototypeClassifier(nn.Module):
         self.num_classes, self.dims = p.shape
         self.loss_kind, self.margin = loss, float(margin)
         self.scale = F.check_softmax_params(self.num_classes, scale, margin)
-        self.proj = _projection(in_features, self.dims)
+        self.proj = _projection(in_features, self.dims, output_norm)
         self.register_buffer("prototypes", p)
         self.assignment = None
 
@@ -152,6 +168,7 @@ class PrototypeRegressor(nn.Module):
         upper: v_u, the largest.
         in_features: optional input size of a linear layer to z.
         pole: optional (d,) p_u; default the first axis e_1. The lower pole is -p_u.
+        output_norm: as :class:`PrototypeClassifier`'s.
     """
 
     def __init__(
@@ -161,6 +178,7 @@ class PrototypeRegressor(nn.Module):
         upper: float,
         in_features: int | None = None,
         pole: torch.Tensor | None = None,
+        output_norm: OutputNorm = "none",
     ):
         super().__init__()
         if dims < 1:
@@ -170,7 +188,7 @@ class PrototypeRegressor(nn.Module):
         if pole.shape != (dims,):
             raise ValueError(f"pole must have shape ({dims},), got {tuple(pole.shape)}")
         self.dims = dims
-        self.proj = _projection(in_features, dims)
+        self.proj = _projection(in_features, dims, output_norm)
         self.register_buffer("pole", pole)
         self.register_buffer(
             "bounds", torch.tensor([float(lower), float(upper)], dtype=torch.float64)
@@ -205,6 +223,7 @@ class MultiTaskHead(nn.Module):
         in_features: optional input size of a linear layer to z.
         task_weight: t in [0, 1].
         loss, scale, margin: the classification loss, as in :class:`PrototypeClassifier`.
+        output_norm: as :class:`PrototypeClassifier`'s, on the whole z.
     """
 
     def __init__(
@@ -217,13 +236,14 @@ class MultiTaskHead(nn.Module):
         loss: LossKind = "paper",
         scale: float | None = None,
         margin: float = 0.0,
+        output_norm: OutputNorm = "none",
     ):
         super().__init__()
         p = _check_prototypes(class_prototypes)
         F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
         self.num_classes, self.dims = len(p), p.shape[1] + 1
         self.task_weight = task_weight
-        self.proj = _projection(in_features, self.dims)
+        self.proj = _projection(in_features, self.dims, output_norm)
         self.classifier = PrototypeClassifier(p, loss=loss, scale=scale, margin=margin)
         self.regressor = PrototypeRegressor(self.dims, lower, upper)
 

@@ -64,3 +64,12 @@ def test_shards_cover_each_global_batch_exactly_once():
         joined = [i for rank in range(3) for i in parts[rank][b]]
         assert joined == batch  # rank order restores the global batch
     assert [len(parts[r][2]) for r in range(3)] == [3, 2, 2]
+
+
+def test_a_last_batch_of_one_joins_the_batch_before_it():
+    perm = torch.randperm(17, generator=torch.Generator().manual_seed(0))
+    batches, sizes = dist_.shard_batches(perm, 8, dist_.Context(0, 1))
+    assert (
+        sizes == [8, 9] and torch.cat([torch.tensor(b) for b in batches]).tolist() == perm.tolist()
+    )
+    assert dist_.shard_batches(perm[:1], 8, dist_.Context(0, 1))[1] == [1]  # nothing to join

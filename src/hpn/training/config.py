@@ -56,6 +56,9 @@ class HeadConfig:
     # untrained network's outputs over the training split (a data-driven start: classes the
     # random features already place close together get neighbouring prototypes).
     assignment_init: bool = True
+    # "batchnorm": BatchNorm1d on the head's output z before it is normalised (keeps z
+    # centred and of bounded size; the paper has none)
+    output_norm: Literal["none", "batchnorm"] = "none"
 
 
 @dataclass

@@ -82,11 +82,17 @@ def shard_batches(
     Global batch b is ``permutation[b * batch_size:(b + 1) * batch_size]``, exactly as a
     single process would draw it; it is cut into ``world`` nearly equal contiguous parts
     (``torch.tensor_split``) and this rank takes part ``rank``. A part may be empty when the
-    last batch has fewer examples than there are ranks.
+    last batch has fewer examples than there are ranks. A last batch of one example is
+    added to the one before it (batch norm cannot train on a batch of one, and no example is
+    dropped).
     """
     parts, sizes = [], []
-    for start in range(0, len(permutation), batch_size):
-        batch = permutation[start : start + batch_size]
+    starts = list(range(0, len(permutation), batch_size))
+    if len(starts) > 1 and len(permutation) - starts[-1] == 1:
+        starts.pop()
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(permutation)
+        batch = permutation[start:end]
         parts.append(torch.tensor_split(batch, ctx.world)[ctx.rank].tolist())
         sizes.append(len(batch))
     return parts, sizes

@@ -158,12 +158,18 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         return MSERegressor(in_features, lower, upper), info
     if cfg.kind != "prototype":
         raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
+    info["output_norm"] = cfg.output_norm
     if task == "regression":
-        return PrototypeRegressor(cfg.dims or 2, lower, upper, in_features=in_features), info
+        head = PrototypeRegressor(
+            cfg.dims or 2, lower, upper, in_features=in_features, output_norm=cfg.output_norm
+        )
+        return head, info
     if task == "classification":
         dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
         p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names, splits.train)
-        head = PrototypeClassifier(p, in_features, cfg.loss, cfg.scale, cfg.margin)
+        head = PrototypeClassifier(
+            p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm
+        )
         info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
         info["assignment"] = _assignment(head, cfg)
         return head, info
@@ -172,8 +178,9 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
     p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names, splits.train)
     head = MultiTaskHead(
-        p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin
-    )
+        p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
+        output_norm=cfg.output_norm,
+    )  # fmt: skip
     info["assignment"] = _assignment(head.classifier, cfg)
     return head, info
 
