@@ -387,3 +387,28 @@ def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tm
     assert state["head.assignment.perm"].tolist() == list(best)
     info = json.loads((tmp_path / "init" / "head.json").read_text())["assignment"]
     assert info["initial_reassigned"] == sum(int(b != c) for c, b in enumerate(best)) > 0
+
+
+@pytest.mark.parametrize(
+    ("task", "head"),
+    [
+        ("classification", {"kind": "prototype", "dims": 3}),
+        ("regression", {"kind": "prototype", "dims": 2}),
+        ("multitask", {"kind": "prototype", "dims": 4}),
+    ],
+)
+def test_output_batchnorm_trains_every_prototype_head_and_resumes_its_statistics(
+    tmp_path, task, head
+):
+    head = {**head, "output_norm": "batchnorm"}
+    splits = _splits(task)
+    torch.manual_seed(0)
+    train(_cfg(tmp_path, "full", head=head), splits, TinyMLP(), log=lambda *_: None)
+    assert json.loads((tmp_path / "full" / "head.json").read_text())["output_norm"] == "batchnorm"
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    stats = full["head.proj.1.running_var"]
+    assert stats.shape == (head["dims"],) and not torch.allclose(stats, torch.ones_like(stats))
+    _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    for key, value in full.items():
+        assert torch.allclose(value.float(), cut[key].float(), atol=1e-6), key
