@@ -397,9 +397,9 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         loss: ``"paper"``, (1 - cos(z, p_y))^2, or ``"softmax"``, cross-entropy over scaled
             cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`).
         assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (match
-            classes to prototypes once from the untrained network's class means, then
-            re-match after every epoch from the running class means,
-            :mod:`hpn.assignment`).
+            classes to prototypes once from the untrained network's class means, unless the
+            prototypes are ``"data"``, ``"semantic"`` or given, then re-match after every
+            epoch from the running class means, :mod:`hpn.assignment`).
         scale: the softmax loss's scale s; None: :func:`hpn.functional.default_scale` of K.
 
     Attributes:
@@ -553,7 +553,10 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
 
     @torch.no_grad()
     def _before_training(self, model, x, target) -> None:
-        if self.assignment != "dynamic":
+        informed = not isinstance(self.prototypes, str) or self.prototypes in ("data", "semantic")
+        if self.assignment != "dynamic" or informed:
+            # prototypes placed from the data or the class names already belong to their
+            # classes: a first match would scramble them (`hpn train`'s assignment_init)
             return
         # As `hpn train`'s head.assignment_init: eval mode, so neither dropout nor the batch
         # norm statistics see this pass.

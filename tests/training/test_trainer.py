@@ -412,3 +412,25 @@ def test_output_batchnorm_trains_every_prototype_head_and_resumes_its_statistics
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
     for key, value in full.items():
         assert torch.allclose(value.float(), cut[key].float(), atol=1e-6), key
+
+
+@pytest.mark.parametrize(("prototypes", "init", "expected"), [
+    ("data", None, False),  # a data prior already belongs to its classes
+    ("data", True, True),
+    ("auto", None, True),
+    ("auto", False, False),
+])  # fmt: skip
+def test_the_first_match_is_off_for_class_informed_prototypes_unless_asked(
+    tmp_path, prototypes, init, expected
+):
+    head = {"kind": "prototype", "dims": 3, "prototypes": prototypes, "assignment": "dynamic"}
+    if init is not None:
+        head["assignment_init"] = init
+    cfg = _cfg(tmp_path, head=head, optim={"epochs": 1})
+    logs = []
+    torch.manual_seed(0)
+    train(cfg, _splits(), TinyMLP(), log=logs.append)
+    info = json.loads((tmp_path / "run" / "head.json").read_text())["assignment"]
+    assert info["init"] is expected
+    assert ("initial_reassigned" in info) is expected
+    assert any("initial assignment" in line for line in logs) is expected

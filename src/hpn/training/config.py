@@ -54,8 +54,10 @@ class HeadConfig:
     assignment_momentum: float = 0.9
     # Before the first epoch, match classes to prototypes once from the class means of the
     # untrained network's outputs over the training split (a data-driven start: classes the
-    # random features already place close together get neighbouring prototypes).
-    assignment_init: bool = True
+    # random features already place close together get neighbouring prototypes). None: on,
+    # unless the prototypes already belong to their classes (data prior, class-name
+    # embeddings, the semantic method, a .npy file), whose layout a match would scramble.
+    assignment_init: bool | None = None
     # "batchnorm": BatchNorm1d on the head's output z before it is normalised (keeps z
     # centred and of bounded size; the paper has none)
     output_norm: Literal["none", "batchnorm"] = "none"

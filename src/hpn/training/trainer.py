@@ -171,7 +171,8 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
             p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm
         )
         info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
-        info["assignment"] = _assignment(head, cfg)
+        informed = _class_informed(cfg, info["prototypes"]["method"])
+        info["assignment"] = _assignment(head, cfg, informed)
         return head, info
     dims = cfg.dims or 3
     if dims < 3:
@@ -181,12 +182,27 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
         output_norm=cfg.output_norm,
     )  # fmt: skip
-    info["assignment"] = _assignment(head.classifier, cfg)
+    informed = _class_informed(cfg, info["prototypes"]["method"])
+    info["assignment"] = _assignment(head.classifier, cfg, informed)
     return head, info
 
 
-def _assignment(head: PrototypeClassifier, cfg: HeadConfig) -> dict:
-    """Enable dynamic assignment on a classification head if the config asks for it."""
+#: Prototype methods whose rows already belong to their classes (placed from the data or
+#: the class names): the first match of dynamic assignment would scramble them.
+CLASS_INFORMED = ("data", "semantic")
+
+
+def _class_informed(cfg: HeadConfig, method: str) -> bool:
+    p = cfg.prototypes
+    return method in CLASS_INFORMED or p.startswith("embedding:") or p.endswith(".npy")
+
+
+def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> dict:
+    """Enable dynamic assignment on a classification head if the config asks for it.
+
+    ``informed``: the prototypes already belong to their classes, so the first match is off
+    unless ``assignment_init`` asks for it.
+    """
     if cfg.assignment == "static":
         return {"kind": "static"}
     if cfg.assignment_every < 1:
@@ -198,7 +214,7 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig) -> dict:
         "every": cfg.assignment_every,
         "momentum": cfg.assignment_momentum,
         "method": method,
-        "init": cfg.assignment_init,
+        "init": (not informed) if cfg.assignment_init is None else cfg.assignment_init,
     }
 
 
@@ -485,7 +501,7 @@ def train(
         best_epoch = state.get("best_epoch", start_epoch)
         log(f"resumed {out} at epoch {start_epoch}")
     else:
-        if cfg.head.assignment == "dynamic" and cfg.head.assignment_init:
+        if head_info.get("assignment", {}).get("init"):
             moved = _initial_assignment(net, splits.train, oc.batch_size, cfg.device, ctx)
             if moved is not None:
                 head_info["assignment"]["initial_reassigned"] = moved
