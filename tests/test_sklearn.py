@@ -251,3 +251,17 @@ def test_data_prior_prototypes_and_softmax_scale_options():
     assert clf.model_.head.scale == 15.0 and clf.score(X, y) > 0.9
     with pytest.raises(ValueError, match="'data' or one of"):
         HPNClassifier(prototypes="nonsense").fit(X, y)
+
+
+def test_output_batchnorm_fits_both_estimators_even_with_a_last_batch_of_one():
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-9)
+    clf = HPNClassifier(prototype_dims=3, max_iter=30, random_state=0, output_norm="batchnorm")
+    clf.fit(X[:1200], y[:1200])
+    assert isinstance(clf.model_.head.proj[1], torch.nn.BatchNorm1d)
+    assert clf.score(X[1200:], y[1200:]) > 0.7
+    # 65 rows, batch 64: the last row would be a batch of one, which batch norm refuses
+    small = HPNClassifier(prototype_dims=3, max_iter=2, batch_size=64, output_norm="batchnorm")
+    small.fit(X[:65], y[:65])
+    with pytest.raises(ValueError, match="output_norm must be 'none' or 'batchnorm', got 'layer'"):
+        HPNClassifier(output_norm="layer").fit(X[:65], y[:65])

@@ -189,6 +189,10 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         vf = self.validation_fraction
         if not _is_real(vf) or not 0.0 < vf < 1.0:
             raise ValueError(f"{name}: validation_fraction must be in (0, 1), got {vf!r}")
+        if getattr(self, "output_norm", "none") not in ("none", "batchnorm"):
+            raise ValueError(
+                f"{name}: output_norm must be 'none' or 'batchnorm', got {self.output_norm!r}"
+            )
         if not isinstance(self.early_stopping, bool | np.bool_):
             raise ValueError(f"{name}: early_stopping must be a bool, got {self.early_stopping!r}")
         _n_threads(self.n_jobs, name)
@@ -249,8 +253,11 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         for epoch in range(int(self.max_iter)):
             order = torch.randperm(n, generator=generator)
             total = 0.0
-            for start in range(0, n, batch):
-                rows = order[start : start + batch]
+            starts = list(range(0, n, batch))
+            if len(starts) > 1 and n - starts[-1] == 1:
+                starts.pop()  # a last batch of one joins the one before (batch norm)
+            for start, end in zip(starts, [*starts[1:], n], strict=True):
+                rows = order[start:end]
                 optimizer.zero_grad(set_to_none=True)
                 loss = model.loss(xs[rows], target_train[rows])
                 if alpha:
@@ -401,6 +408,8 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             prototypes are ``"data"``, ``"semantic"`` or given, then re-match after every
             epoch from the running class means, :mod:`hpn.assignment`).
         scale: the softmax loss's scale s; None: :func:`hpn.functional.default_scale` of K.
+        output_norm: ``"none"`` (the paper) or ``"batchnorm"``, a batch norm on the output z
+            before it is normalised (``hpn train``'s ``head.output_norm``).
 
     Attributes:
         classes_: the sorted class labels.
@@ -444,8 +453,10 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         loss="paper",
         assignment="static",
         scale=None,
+        output_norm="none",
     ):
         self.prototype_dims = prototype_dims
+        self.output_norm = output_norm
         self.prototypes = prototypes
         self.loss = loss
         self.scale = scale
@@ -539,7 +550,11 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
 
         def make_head(width):
             head = PrototypeClassifier(
-                prototypes, in_features=width, loss=self.loss, scale=self.scale
+                prototypes,
+                in_features=width,
+                loss=self.loss,
+                scale=self.scale,
+                output_norm=self.output_norm,
             )
             if self.assignment == "dynamic":
                 head.enable_dynamic_assignment()
@@ -621,7 +636,8 @@ class HPNRegressor(RegressorMixin, _BaseHPN):
         early_stopping, validation_fraction, n_iter_no_change, tol, random_state, verbose,
         n_jobs:
             as in :class:`HPNClassifier`; early stopping watches the validation R^2 (the split
-            is not stratified).
+            is not stratified). There is no ``output_norm``: on a linear target it cut the
+            training R^2 from 0.97 to 0.65.
 
     Attributes:
         bounds_: (v_l, v_u), the smallest and largest training target.
