@@ -594,6 +594,13 @@ def _head_variant(d: int | None, assignment: str = "static") -> tuple[str, str, 
     return label, prefix, ["head.kind=prototype", f"head.dims={d}", f"head.assignment={assignment}"]
 
 
+def _three_models(dims: Iterable[int]) -> list[tuple[str, str, list[str]]]:
+    """Softmax, then HPN static and HPN + dynamic assignment per d (:func:`_head_variant`)."""
+    return [_head_variant(None)] + [
+        _head_variant(d, a) for d in dims for a in ("static", "dynamic")
+    ]
+
+
 def _train_all(cases: list[tuple[str, list[str], int, Path]], jobs: int) -> None:
     """Train the unfinished cases ``jobs`` at a time (``jobs`` 1: in :func:`run_or_load`)."""
     if jobs > 1:
@@ -705,9 +712,7 @@ def longtail_benchmark(
 
     config = config or _packaged_config("demo.yaml")
     imbalances, seeds, rows = list(imbalances), list(seeds), []
-    variants = [_head_variant(None)] + [
-        _head_variant(d, a) for d in dims for a in ("static", "dynamic")
-    ]
+    variants = _three_models(dims)
     base = load_config(config, list(overrides))
     cases = {
         (imb, prefix, s): (config, [*overrides, f"data.imbalance={imb}", *extra], s,
@@ -787,9 +792,7 @@ def transfer_benchmark(
 
     config = config or _packaged_config("demo.yaml")
     seeds, rows, options = list(seeds), [], dict(target_options or {})
-    variants = [_head_variant(None)] + [
-        _head_variant(d, a) for d in dims for a in ("static", "dynamic")
-    ]
+    variants = _three_models(dims)
     base = load_config(config, list(overrides))
     cases = {
         (prefix, s): (config, [*overrides, *extra], s, Path(out_dir) / f"{prefix}-s{s}")
