@@ -188,17 +188,10 @@ def test_assignment_benchmark_compares_static_and_dynamic_per_dim(tmp_path):
     assert done.stat().st_mtime_ns == stamp and again[1]["accs"] == static["accs"][1:]
 
 
-LONGTAIL = """
-seed: 0
-data:
-  name: clusters
-  options: {num_classes: 4, samples_per_class: 160, dims: 6, std: 0.5}
-model:
-  backbone: mlp
-  options: {hidden: [16]}
-head: {kind: prototype}
-optim: {optimizer: adam, lr: 0.01, epochs: 2, batch_size: 32}
-"""
+# CONFIG with more points per class, so that a 0.1 profile fills the many / medium / few groups
+LONGTAIL = CONFIG.replace(
+    "samples_per_class: 40, dims: 6, std: 0.3", "samples_per_class: 160, dims: 6, std: 0.5"
+)
 
 
 def test_longtail_benchmark_reports_shot_groups_for_three_models(tmp_path):

@@ -647,11 +647,10 @@ def assignment_benchmark(
     config = config or _packaged_config("fashion_mnist.yaml")
     dims, seeds, rows = list(dims), list(seeds), []
     base = load_config(config, list(overrides))
-    plan = [(d, a) for d in dims for a in ("static", "dynamic")]
+    plan = [(d, a, _head_variant(d, a)) for d in dims for a in ("static", "dynamic")]
     cases = {
-        (d, a, s): (config, [*overrides, *_head_variant(d, a)[2]], s,
-                    Path(out_dir) / f"{_head_variant(d, a)[1]}-s{s}")
-        for d, a in plan for s in seeds
+        (d, a, s): (config, [*overrides, *extra], s, Path(out_dir) / f"{prefix}-s{s}")
+        for d, a, (_, prefix, extra) in plan for s in seeds
     }  # fmt: skip
     print(
         f"# hpn bench assignment: {base.data.name} {base.data.options}, K = "
@@ -667,7 +666,7 @@ def assignment_benchmark(
         file=out,
     )
     print("|---|---|---|---|---|---|---|", file=out)
-    for d, a in plan:
+    for d, a, _ in plan:
         accs, init, later, epochs = [], [], [], []
         for s in seeds:
             res = run_or_load(*cases[d, a, s])

@@ -61,6 +61,8 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from hpn import prototypes as _protos
+from hpn.assignment import CLASS_INFORMED
+from hpn.data.base import in_batches, training_batches
 from hpn.functional import regression_bounds, unit
 from hpn.heads import PrototypeClassifier, PrototypeRegressor
 
@@ -253,11 +255,7 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         for epoch in range(int(self.max_iter)):
             order = torch.randperm(n, generator=generator)
             total = 0.0
-            starts = list(range(0, n, batch))
-            if len(starts) > 1 and n - starts[-1] == 1:
-                starts.pop()  # a last batch of one joins the one before (batch norm)
-            for start, end in zip(starts, [*starts[1:], n], strict=True):
-                rows = order[start:end]
+            for rows in training_batches(order, batch):  # no batch of one (batch norm)
                 optimizer.zero_grad(set_to_none=True)
                 loss = model.loss(xs[rows], target_train[rows])
                 if alpha:
@@ -568,21 +566,20 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
 
     @torch.no_grad()
     def _before_training(self, model, x, target) -> None:
-        informed = not isinstance(self.prototypes, str) or self.prototypes in ("data", "semantic")
+        informed = not isinstance(self.prototypes, str) or self.prototypes in CLASS_INFORMED
         if self.assignment != "dynamic" or informed:
             # prototypes placed from the data or the class names already belong to their
             # classes: a first match would scramble them (`hpn train`'s assignment_init)
             return
         # As `hpn train`'s head.assignment_init: eval mode, so neither dropout nor the batch
         # norm statistics see this pass.
+        from hpn.prototypes.data_prior import class_means
+
         model.eval()
-        k, d = model.head.prototypes.shape
-        sums = torch.zeros(k, d, dtype=torch.float64)
-        for start in range(0, len(x), _PREDICT_CHUNK):
-            z = unit(model.head.proj(model.body(x[start : start + _PREDICT_CHUNK])))
-            sums.index_add_(0, target[start : start + _PREDICT_CHUNK], z.double())
-        counts = torch.bincount(target, minlength=k)
-        model.head.initial_reassign(sums / counts.clamp_min(1)[:, None], counts > 0)
+        chunks = in_batches(range(len(x)), _PREDICT_CHUNK)
+        outputs = ((unit(model.head.proj(model.body(x[r]))), target[r]) for r in chunks)
+        means, counts = class_means(outputs, model.head.num_classes)
+        model.head.initial_reassign(means, counts > 0)
         model.train()
 
     def _after_epoch(self, model) -> None:

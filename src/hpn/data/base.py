@@ -188,3 +188,12 @@ def in_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
     """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter);
     e.g. ``in_batches(range(len(data)), 256)`` for one pass in order."""
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def training_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
+    """:func:`in_batches`, except that a last batch of one example joins the batch before
+    it: batch norm cannot train on a batch of one, and no example is dropped."""
+    batches = in_batches(indices, batch_size)
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [indices[(len(batches) - 2) * batch_size :]]
+    return batches

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from hpn.data.base import training_batches
+
 
 @dataclass(frozen=True)
 class Context:
@@ -82,17 +84,11 @@ def shard_batches(
     Global batch b is ``permutation[b * batch_size:(b + 1) * batch_size]``, exactly as a
     single process would draw it; it is cut into ``world`` nearly equal contiguous parts
     (``torch.tensor_split``) and this rank takes part ``rank``. A part may be empty when the
-    last batch has fewer examples than there are ranks. A last batch of one example is
-    added to the one before it (batch norm cannot train on a batch of one, and no example is
-    dropped).
+    last batch has fewer examples than there are ranks. Batches are cut by
+    :func:`hpn.data.base.training_batches` (a last batch of one joins the one before).
     """
     parts, sizes = [], []
-    starts = list(range(0, len(permutation), batch_size))
-    if len(starts) > 1 and len(permutation) - starts[-1] == 1:
-        starts.pop()
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(permutation)
-        batch = permutation[start:end]
+    for batch in training_batches(permutation, batch_size):
         parts.append(torch.tensor_split(batch, ctx.world)[ctx.rank].tolist())
         sizes.append(len(batch))
     return parts, sizes

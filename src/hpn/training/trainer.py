@@ -187,14 +187,11 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
     return head, info
 
 
-#: Prototype methods whose rows already belong to their classes (placed from the data or
-#: the class names): the first match of dynamic assignment would scramble them.
-CLASS_INFORMED = ("data", "semantic")
-
-
 def _class_informed(cfg: HeadConfig, method: str) -> bool:
+    """The prototypes already belong to their classes: a class-informed method
+    (:data:`hpn.assignment.CLASS_INFORMED`), class-name embeddings or a file."""
     p = cfg.prototypes
-    return method in CLASS_INFORMED or p.startswith("embedding:") or p.endswith(".npy")
+    return method in assignment.CLASS_INFORMED or p.startswith("embedding:") or p.endswith(".npy")
 
 
 def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> dict:
