@@ -134,6 +134,42 @@ def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
     assert again[0]["f1"] == rows[-1]["f1"]
 
 
+def test_linear_reference_matches_a_numpy_projection(tmp_path):
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from hpn.data.synthetic import gaussian_clusters
+
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(BLOG)
+    extra = ["data.options.num_classes=10", *bench.blog_variant("lin4")]
+    got = bench.linear_reference(str(cfg), extra, seed=3)
+    # the same map computed with numpy: PCA of the centred training class means
+    splits = gaussian_clusters(10, 30, dims=12, seed=3)
+    x, y = splits.train.inputs.double().numpy(), splits.train.targets["label"].numpy()
+    means = np.stack([x[y == c].mean(0) for c in range(10)])
+    centre = means.mean(0)
+    _, _, vt = np.linalg.svd(means - centre, full_matrices=False)
+    protos = (means - centre) @ vt[:4].T
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    xt, yt = splits.test.inputs.double().numpy(), splits.test.targets["label"].numpy()
+    z = (xt - centre) @ vt[:4].T
+    pred = np.argmax((z / np.linalg.norm(z, axis=1, keepdims=True)) @ protos.T, axis=1)
+    assert got["test_macro_f1"] == pytest.approx(f1_score(yt, pred, average="macro"), abs=1e-12)
+    assert got["test_accuracy"] == pytest.approx(np.mean(pred == yt), abs=1e-12)
+    # it is not trained: no run folder, and the table has no epochs for it
+    out = io.StringIO()
+    rows = bench.blog_benchmark(
+        classes=(10,), variants=("lin4",), seeds=(3,), config=str(cfg),
+        out_dir=str(tmp_path / "runs"), out=out,
+    )  # fmt: skip
+    assert rows[0]["f1"] == [pytest.approx(100 * got["test_macro_f1"])]
+    assert "| 10 | lin4 |" in out.getvalue() and "| - | - |" in out.getvalue()
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="spread_steps=0"):
+        bench.linear_reference(str(cfg), ["head.prototypes=data"], seed=0)
+
+
 def test_run_parallel_names_the_failed_run(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(BLOG)
@@ -141,7 +177,7 @@ def test_run_parallel_names_the_failed_run(tmp_path):
         bench.run_parallel([(str(cfg), ["head.kind=nonsense"], 0, tmp_path / "k-bad")], jobs=2)
 
 
-@pytest.mark.parametrize("name", ["hpn", "softmax10", "x100", "dcos", "data-4"])
+@pytest.mark.parametrize("name", ["hpn", "softmax10", "x100", "dcos", "data-4", "lin"])
 def test_blog_variant_names_are_checked(name):
     with pytest.raises(ValueError, match=name):
         bench.blog_variant(name)

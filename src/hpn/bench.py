@@ -351,21 +351,24 @@ def blog_variant(name: str) -> list[str]:
     paper's loss with random prototypes; ``cosD`` the cosine-softmax loss with ``auto``
     prototypes (:func:`hpn.functional.prototype_softmax_loss`); ``dataD`` the paper's loss
     with the data prior (:mod:`hpn.prototypes.data_prior`); ``dcosD`` the cosine softmax at
-    scale :data:`DATA_COSINE_SCALE` with the data prior's PCA start, unspread.
+    scale :data:`DATA_COSINE_SCALE` with the data prior's PCA start, unspread; ``linD`` no
+    network, a reference computed in closed form (:func:`linear_reference`) on the same
+    unspread prototypes.
     """
     import re
 
     if name == "softmax":
         return ["head.kind=softmax"]
-    match = re.fullmatch(r"(hpn|r|cos|data|dcos)(\d+)", name)
+    match = re.fullmatch(r"(hpn|r|cos|data|dcos|lin)(\d+)", name)
     if match is None:
         raise ValueError(
-            f"unknown blog variant {name!r}; use softmax, hpnD, rD, cosD, dataD or dcosD"
+            f"unknown blog variant {name!r}; use softmax, hpnD, rD, cosD, dataD, dcosD or linD"
         )
     kind, dims = match.group(1), int(match.group(2))
-    prototypes = {"r": "random", "data": "data", "dcos": "data"}.get(kind, "auto")
+    prototypes = {"r": "random", "data": "data", "dcos": "data", "lin": "data"}.get(kind, "auto")
     loss = "softmax" if kind in ("cos", "dcos") else "paper"
-    extra = [f"head.scale={DATA_COSINE_SCALE:g}", "head.spread_steps=0"] if kind == "dcos" else []
+    extra = [f"head.scale={DATA_COSINE_SCALE:g}"] if kind == "dcos" else []
+    extra += ["head.spread_steps=0"] if kind in ("dcos", "lin") else []
     return [
         "head.kind=prototype",
         f"head.dims={dims}",
@@ -373,6 +376,55 @@ def blog_variant(name: str) -> list[str]:
         f"head.loss={loss}",
         *extra,
     ]
+
+
+def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
+    """Nearest data-prior prototype with no network: a reference for the ``linD`` rows.
+
+    The class means of the training split give the data prior's principal directions V
+    and centre c (:func:`hpn.prototypes.data_prior.pca_basis`); a test point x is mapped to
+    z = V^T (x - c), on the sphere of ``head.dims`` dimensions, and gets the class of the
+    prototype with the largest cosine to z. The prototypes are the unspread data prior
+    (``head.spread_steps=0``), so this is the linear map that sends each training class
+    mean exactly onto its prototype's direction. Nothing is trained: it measures how much
+    of the task that output space keeps, not what a network learns.
+
+    Returns:
+        ``{"test_macro_f1", "test_accuracy", "seconds"}``.
+    """
+    from hpn.data.base import in_batches, iterate_batches
+    from hpn.prototypes import data_prior
+    from hpn.training.run import load_config, load_splits
+    from hpn.training.trainer import macro_f1_from_counts
+
+    start = time.perf_counter()
+    cfg = load_config(config, [*overrides, f"seed={seed}"])
+    if cfg.head.prototypes != "data" or cfg.head.spread_steps != 0 or not cfg.head.dims:
+        raise ValueError("the linear reference needs head.prototypes=data, spread_steps=0, dims")
+    splits = load_splits(cfg)
+    k, dims = splits.num_classes, cfg.head.dims
+
+    def batches(split):
+        for x, targets in iterate_batches(split, in_batches(range(len(split)), 4096)):
+            yield x.reshape(len(x), -1).double(), targets["label"]
+
+    means, _ = data_prior.class_means(batches(splits.train), k)
+    centre, v = data_prior.pca_basis(means, dims)
+    prototypes = data_prior.data_prior_prototypes(means, dims, steps=0).double()
+    correct, support, predicted = (torch.zeros(k, dtype=torch.float64) for _ in range(3))
+    for x, labels in batches(splits.test):
+        z = torch.zeros(len(x), dims, dtype=torch.float64)
+        z[:, : v.shape[1]] = (x - centre) @ v
+        pred = (torch.nn.functional.normalize(z, dim=1) @ prototypes.T).argmax(1)
+        ones = torch.ones(len(x), dtype=torch.float64)
+        support.index_add_(0, labels, ones)
+        predicted.index_add_(0, pred, ones)
+        correct.index_add_(0, labels[pred == labels], ones[pred == labels])
+    return {
+        "test_macro_f1": macro_f1_from_counts(correct, support, predicted),
+        "test_accuracy": float(correct.sum() / support.sum()),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def blog_benchmark(
@@ -418,6 +470,7 @@ def blog_benchmark(
         cases = [
             case(k, name, seed)
             for k in sorted(classes, reverse=True) for name in variants for seed in seeds
+            if not name.startswith("lin")
         ]  # fmt: skip
         run_parallel(cases, jobs, log=lambda line: print(line, file=sys.stderr, flush=True))
     print("| K | variant | macro F1 (ours) | blog | best epoch | s / epoch |", file=out)
@@ -427,6 +480,10 @@ def blog_benchmark(
         for name in variants:
             f1s, epochs, speed = [], [], []
             for seed in seeds:
+                if name.startswith("lin"):
+                    config_, overrides_, _, _ = case(k, name, seed)
+                    f1s.append(100 * linear_reference(config_, overrides_, seed)["test_macro_f1"])
+                    continue
                 res = run_or_load(*case(k, name, seed))
                 f1s.append(100 * res["test_macro_f1"])
                 epochs.append(res["best_epoch"])
@@ -436,9 +493,10 @@ def blog_benchmark(
             rows.append(
                 {"K": k, "variant": name, "f1": f1s, "best_epoch": epochs, "sec_per_epoch": speed}
             )
+            trained = f"{_mean_sd(epochs)[0]:.0f} | {_mean_sd(speed)[0]:.2f}" if epochs else "- | -"
             print(
                 f"| {k:,} | {name} | {mean:.1f} ± {sd:.1f} | {'-' if theirs is None else theirs} | "
-                f"{_mean_sd(epochs)[0]:.0f} | {_mean_sd(speed)[0]:.2f} |",
+                f"{trained} |",
                 file=out,
                 flush=True,
             )

@@ -64,26 +64,36 @@ def class_means(
     return sums / counts.clamp_min(1)[:, None], counts
 
 
-def pca_directions(means: torch.Tensor, dims: int) -> torch.Tensor:
-    """Centred class means projected on their top ``dims`` principal directions, (K, dims).
+def pca_basis(means: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre and the top principal directions of the class means.
 
     Uses a randomised low-rank SVD (``torch.svd_lowrank``, fixed seed) when the means are
-    wide, so K = 100,000 classes of 3,072-d images stays cheap; fewer directions than
-    ``dims`` (K - 1 or F) leave trailing zero columns.
+    wide, so K = 100,000 classes of 3,072-d images stays cheap.
+
+    Returns:
+        ``(centre, v)``: the (F,) mean of the class means and (F, r) orthonormal directions,
+        float64, with r = min(dims, K, F).
     """
     k, width = means.shape
-    centred = means.double() - means.double().mean(0)
+    centre = means.double().mean(0)
+    centred = means.double() - centre
     rank = min(dims, k, width)
     if min(k, width) <= 2048:
         _, _, vt = torch.linalg.svd(centred, full_matrices=False)
-        v = vt[:rank].T
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            _, _, v = torch.svd_lowrank(centred, q=min(rank + 10, k, width), niter=4)
-        v = v[:, :rank]
-    out = torch.zeros(k, dims, dtype=torch.float64)
-    out[:, :rank] = centred @ v
+        return centre, vt[:rank].T
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, _, v = torch.svd_lowrank(centred, q=min(rank + 10, k, width), niter=4)
+    return centre, v[:, :rank]
+
+
+def pca_directions(means: torch.Tensor, dims: int) -> torch.Tensor:
+    """Centred class means projected on their top ``dims`` principal directions, (K, dims)
+    (:func:`pca_basis`); fewer directions than ``dims`` (K - 1 or F) leave trailing zero
+    columns."""
+    centre, v = pca_basis(means, dims)
+    out = torch.zeros(means.shape[0], dims, dtype=torch.float64)
+    out[:, : v.shape[1]] = (means.double() - centre) @ v
     return out
 
 
