@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants",
         default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",
         help="blog: softmax, hpnD (paper loss), rD (random prototypes), cosD (cosine "
-        "softmax), dataD (paper loss, data prior), dcosD (cosine softmax, data prior), linD (no network: the data prior's linear map, a "
-        "reference)",
+        "softmax), dataD (paper loss, data prior), dcosD (cosine softmax, data prior), "
+        "linD (no network: the data prior's linear map, a reference)",
     )
     bench.add_argument(
         "--weights", default="0.01,0.1,0.25,0.5,0.9", help="multitask: task weights t"
