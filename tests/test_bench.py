@@ -276,3 +276,22 @@ def test_transfer_benchmark_probes_each_models_features_and_keeps_the_report(tmp
         target_options=target, out=io.StringIO(),
     )  # fmt: skip
     assert kept[0].stat().st_mtime_ns == stamp and again == rows
+
+
+def test_sklearn_benchmark_prints_both_recipes_and_the_default(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(103), 4)
+    X = rng.normal(size=(103, 6))[y] + 0.05 * rng.normal(size=(len(y), 6))
+    y3 = np.repeat(np.arange(3), 20)
+    x3 = 3 * np.eye(3)[y3] + rng.normal(size=(60, 3))
+    sets = [("three", x3, y3, None, None), ("many", X, y, X, y)]
+    monkeypatch.setattr(bench, "_sklearn_sets", lambda quick=False: sets)
+    out = io.StringIO()
+    rows = bench.sklearn_benchmark(max_iter=2, out=out)
+    assert [r["default"] for r in rows] == ["paper", "data prior"]
+    assert len(rows[0]["paper"]) == 5 and len(rows[1]["data prior"]) == 1  # 5 folds; one fit
+    assert all(0 <= v <= 1 for r in rows for m in ("paper", "data prior") for v in r[m])
+    table = out.getvalue()
+    assert "| three | 3 |" in table and "| many | 103 |" in table and "data prior |" in table

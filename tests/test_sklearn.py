@@ -253,6 +253,41 @@ def test_data_prior_prototypes_and_softmax_scale_options():
         HPNClassifier(prototypes="nonsense").fit(X, y)
 
 
+def test_defaults_switch_to_the_data_prior_above_101_classes():
+    from hpn.prototypes import data_prior
+    from hpn.sklearn import default_recipe
+
+    rng = np.random.default_rng(0)
+    k = 103
+    y = np.repeat(np.arange(k), 3)
+    X = rng.normal(size=(k, 8))[y] + 0.1 * rng.normal(size=(len(y), 8))
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf = HPNClassifier(max_iter=1, random_state=0).fit(X, y)
+    assert clf.recipe_["prototypes"] == "data" and clf.recipe_["loss"] == "softmax"
+    assert clf.model_.head.loss_kind == "softmax" and clf.prototypes_.shape == (k, 100)
+    assert clf.recipe_["scale"] == clf.model_.head.scale == data_prior.COSINE_SCALE == 20.0
+    means = torch.stack([torch.as_tensor(X[y == c]).mean(0) for c in range(k)])
+    want = data_prior.data_prior_prototypes(means, 100, steps=0)
+    np.testing.assert_allclose(clf.prototypes_, want.numpy(), atol=1e-6)
+    # room for the simplex, or a method asked for: the paper's recipe
+    simplex = HPNClassifier(prototype_dims=k - 1, max_iter=1, random_state=0).fit(X, y)
+    assert simplex.recipe_ == {"prototypes": "auto", "loss": "paper", "scale": None}
+    asked = HPNClassifier(prototypes="auto", max_iter=1, random_state=0).fit(X, y)
+    assert asked.recipe_["loss"] == "paper" and asked.model_.head.loss_kind == "paper"
+    # up to 101 classes the paper's recipe, unless the data prior is asked for
+    few = HPNClassifier(max_iter=1, random_state=0).fit(X[y < 10], y[y < 10])
+    assert few.recipe_ == {"prototypes": "auto", "loss": "paper", "scale": None}
+    data = HPNClassifier(prototypes="data", max_iter=1, random_state=0).fit(X[y < 10], y[y < 10])
+    assert data.recipe_["loss"] == "softmax" and data.recipe_["scale"] == 20.0
+    scaled = HPNClassifier(prototypes="data", scale=5.0, max_iter=1, random_state=0)
+    assert scaled.fit(X[y < 10], y[y < 10]).model_.head.scale == 5.0
+    paper = HPNClassifier(loss="paper", max_iter=1, random_state=0).fit(X, y)
+    assert paper.recipe_ == {"prototypes": "data", "loss": "paper", "scale": None}
+    assert default_recipe(102, 100) == ("data", "softmax")
+    assert default_recipe(101, 100) == ("auto", "paper")
+    assert default_recipe(102, 101) == ("auto", "paper")
+
+
 def test_output_batchnorm_fits_both_estimators_even_with_a_last_batch_of_one():
     X, y = load_digits(return_X_y=True)
     X = (X - X.mean(0)) / (X.std(0) + 1e-9)

@@ -212,6 +212,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             out=sys.stdout,
             jobs=args.jobs,
         )
+    elif args.which == "sklearn":
+        bench.sklearn_benchmark(quick=args.quick, out=sys.stdout)
     elif args.which == "multitask":
         bench.multitask_benchmark(
             config=args.config,
@@ -284,12 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "which",
         choices=[
             "prototypes", "classification", "multitask", "blog", "scale", "fuzz",
-            "assignment", "longtail", "transfer",
+            "assignment", "longtail", "transfer", "sklearn",
         ],
     )  # fmt: skip
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(
-        "--quick", action="store_true", help="prototypes: small cases only (seconds)"
+        "--quick",
+        action="store_true",
+        help="prototypes: small cases only (seconds); sklearn: 30 clusters instead of 200 / 1,000",
     )
     bench.add_argument(
         "--config",

@@ -36,6 +36,11 @@ from hpn.prototypes.optimize import optimized_prototypes
 SPREAD_STEPS = 100
 SPREAD_LR = 1e-3
 
+#: Scale s of the cosine softmax used with these prototypes (the ``dcosD`` blog variant and
+#: ``HPNClassifier``'s many-class default): chosen on validation macro F1 at K = 1,000,
+#: d = 100, seed 0, among 15, 20 and 28 (0.951 / 0.957 / 0.950).
+COSINE_SCALE = 20.0
+
 
 def class_means(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int
