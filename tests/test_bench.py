@@ -116,6 +116,9 @@ def test_blog_benchmark_prints_ours_beside_the_blogs_numbers(tmp_path):
     assert all(1 <= e <= 3 for r in rows for e in r["best_epoch"])
     table = out.getvalue()
     assert "| 10 | softmax |" in table and "| 91.3 |" in table and "| 78.22 |" in table
+    soft = sum(rows[0]["best_epoch"]) / 2
+    hpn = sum(rows[1]["best_epoch"]) / 2
+    assert f"| 10 | {soft:.0f} | 50 | {hpn:.0f} | 69 |" in table  # Table 3 beside the blog's
     cos = json.loads((tmp_path / "runs" / "k10-cos4-s0" / "head.json").read_text())
     assert cos["loss"]["kind"] == "softmax" and cos["prototypes"]["method"] != "random"
     rand = json.loads((tmp_path / "runs" / "k10-r10-s1" / "head.json").read_text())

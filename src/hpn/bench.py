@@ -501,7 +501,33 @@ def blog_benchmark(
                 file=out,
                 flush=True,
             )
+    _print_blog_table3(rows, out)
     return rows
+
+
+def _print_blog_table3(rows: list[dict], out: TextIO | None) -> None:
+    """The blog's Table 3 beside ours: mean best-validation epoch of softmax and of the
+    paper's HPN with d = K, for each K that has either row."""
+    epochs = {(r["K"], r["variant"]): _mean_sd(r["best_epoch"])[0] for r in rows if r["best_epoch"]}
+    lines = []
+    for k in sorted({r["K"] for r in rows}):
+        ours = (epochs.get((k, "softmax")), epochs.get((k, f"hpn{k}")))
+        if ours == (None, None):
+            continue
+        theirs = BLOG_TABLE3.get(k, {})
+        cells = [
+            "-" if v is None else f"{v:.0f}" for v in (ours[0], theirs.get("softmax"), ours[1])
+        ]
+        lines.append(f"| {k:,} | {' | '.join(cells)} | {theirs.get('hpn', '-')} |")
+    if lines:
+        print("\nEpochs to convergence (best validation epoch, mean over seeds):", file=out)
+        print(
+            "| K | softmax (ours) | softmax (blog) | HPN d = K (ours) | HPN d = K (blog) |",
+            file=out,
+        )
+        print("|---|---|---|---|---|", file=out)
+        for line in lines:
+            print(line, file=out)
 
 
 def _peak_rss_mib() -> float:
