@@ -85,3 +85,20 @@ def test_bad_arguments(kwargs, message):
     args = {"num_classes": 3, "samples_per_class": 10, "dims": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         gaussian_clusters(**args)
+
+
+@pytest.mark.parametrize(("n", "k", "fraction", "seed"), [(1000, 7, 0.2, 0), (50, 50, 0.5, 3),
+                                                          (997, 13, 0.33, 5), (9, 4, 0.5, 1)])  # fmt: skip
+def test_stratified_split_matches_a_pass_per_class(n, k, fraction, seed):
+    from hpn.data.base import stratified_split
+
+    labels = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(seed))
+    kept, held = stratified_split(labels, fraction, seed)
+    # the reference: each class's members in the order of the same seeded permutation
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    want = []
+    for cls in torch.unique(labels).tolist():
+        members = perm[labels[perm] == cls]
+        want += members[: round(len(members) * fraction)].tolist()
+    assert held.tolist() == sorted(want)
+    assert sorted(kept.tolist() + held.tolist()) == list(range(n))

@@ -141,11 +141,15 @@ def stratified_split(
     labels = torch.as_tensor(labels)
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(labels), generator=generator)
-    held = []
-    for cls in torch.unique(labels).tolist():
-        members = perm[labels[perm] == cls]  # class members in seeded random order
-        held.append(members[: round(len(members) * fraction)])
-    held_idx = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    # Each class's members in seeded random order, classes one after another (a stable sort
+    # of the permuted labels: O(N log N), where a pass per class would be O(N K)).
+    order = torch.sort(labels[perm], stable=True).indices
+    members = perm[order]
+    _, counts = torch.unique_consecutive(labels[members], return_counts=True)
+    quota = torch.tensor([round(n * fraction) for n in counts.tolist()], dtype=torch.long)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(members)) - torch.repeat_interleave(starts, counts)
+    held_idx = members[rank < torch.repeat_interleave(quota, counts)].sort().values
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[held_idx] = False
     return torch.nonzero(mask).flatten(), held_idx
