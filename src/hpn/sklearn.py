@@ -513,15 +513,12 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         the given ones, or :func:`default_recipe` for those left at None."""
         name = type(self).__name__
         method, loss = self.prototypes, self.loss
-        if method is None or loss is None:
-            if method is None or isinstance(method, str):
-                dims = self.prototype_dims
-                dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
-            else:
-                dims = np.shape(method)[-1]
-            method = default_recipe(n_classes, dims)[0] if method is None else method
-            if loss is None:
-                loss = "softmax" if isinstance(method, str) and method == "data" else "paper"
+        if method is None:
+            dims = self.prototype_dims
+            dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
+            method = default_recipe(n_classes, dims)[0]
+        if loss is None:
+            loss = "softmax" if isinstance(method, str) and method == "data" else "paper"
         if loss not in ("paper", "softmax"):
             raise ValueError(f"{name}: loss must be 'paper' or 'softmax', got {loss!r}")
         return method, loss
