@@ -394,9 +394,8 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
         ``{"test_macro_f1", "test_accuracy", "seconds"}``.
     """
     from hpn.data.base import in_batches, iterate_batches
-    from hpn.prototypes import data_prior
     from hpn.training.run import load_config, load_splits
-    from hpn.training.trainer import macro_f1_from_counts
+    from hpn.training.trainer import class_counts, macro_f1_from_counts
 
     start = time.perf_counter()
     cfg = load_config(config, [*overrides, f"seed={seed}"])
@@ -412,18 +411,15 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     means, _ = data_prior.class_means(batches(splits.train), k)
     centre, v = data_prior.pca_basis(means, dims)
     prototypes = data_prior.data_prior_prototypes(means, dims, steps=0).double()
-    correct, support, predicted = (torch.zeros(k, dtype=torch.float64) for _ in range(3))
+    counts = torch.zeros(3, k, dtype=torch.long)  # per class: correct, true, predicted
     for x, labels in batches(splits.test):
         z = torch.zeros(len(x), dims, dtype=torch.float64)
         z[:, : v.shape[1]] = (x - centre) @ v
         pred = (torch.nn.functional.normalize(z, dim=1) @ prototypes.T).argmax(1)
-        ones = torch.ones(len(x), dtype=torch.float64)
-        support.index_add_(0, labels, ones)
-        predicted.index_add_(0, pred, ones)
-        correct.index_add_(0, labels[pred == labels], ones[pred == labels])
+        counts += class_counts(labels, pred, k)
     return {
-        "test_macro_f1": macro_f1_from_counts(correct, support, predicted),
-        "test_accuracy": float(correct.sum() / support.sum()),
+        "test_macro_f1": macro_f1_from_counts(*counts),
+        "test_accuracy": int(counts[0].sum()) / int(counts[1].sum()),
         "seconds": time.perf_counter() - start,
     }
 
@@ -928,11 +924,10 @@ def _sklearn_sets(quick: bool = False) -> list[tuple[str, object, object, object
         sets.append((name, X, y, None, None))
     for k, n in ((30, 20),) if quick else ((200, 50), (1000, 40)):
         s = gaussian_clusters(k, n, seed=0)
-        train = (torch.cat([s.train.inputs, s.val.inputs]), s.train.targets["label"])
-        train = (train[0], torch.cat([train[1], s.val.targets["label"]]))
-        name = f"clusters K = {k:,} ({n} per class)"
-        sets.append((name, train[0].numpy(), train[1].numpy(), s.test.inputs.numpy(),
-                     s.test.targets["label"].numpy()))  # fmt: skip
+        x = torch.cat([s.train.inputs, s.val.inputs]).numpy()
+        y = torch.cat([s.train.targets["label"], s.val.targets["label"]]).numpy()
+        x_test, y_test = s.test.inputs.numpy(), s.test.targets["label"].numpy()
+        sets.append((f"clusters K = {k:,} ({n} per class)", x, y, x_test, y_test))
     return sets
 
 

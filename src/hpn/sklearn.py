@@ -509,19 +509,24 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.n_jobs = n_jobs
 
     def _recipe(self, n_classes: int) -> tuple:
-        """The prototypes (a method name or the given array) and the loss this fit uses:
-        the given ones, or :func:`default_recipe` for those left at None."""
+        """The prototypes (a method name or the given array), loss and softmax scale this
+        fit uses: the given ones, or :func:`default_recipe` for those left at None (scale
+        None stays None, the loss's default, except 20 for the data prior's softmax)."""
         name = type(self).__name__
         method, loss = self.prototypes, self.loss
         if method is None:
             dims = self.prototype_dims
             dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
             method = default_recipe(n_classes, dims)[0]
+        data = isinstance(method, str) and method == "data"
         if loss is None:
-            loss = "softmax" if isinstance(method, str) and method == "data" else "paper"
+            loss = "softmax" if data else "paper"
         if loss not in ("paper", "softmax"):
             raise ValueError(f"{name}: loss must be 'paper' or 'softmax', got {loss!r}")
-        return method, loss
+        scale = self.scale
+        if scale is None and loss == "softmax" and data:
+            from hpn.prototypes.data_prior import COSINE_SCALE as scale
+        return method, loss, scale
 
     def _make_prototypes(self, method, n_classes: int, seed: int, X=None, labels=None):
         name = type(self).__name__
@@ -583,13 +588,10 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
                 f"({self.classes_[0]!r})"
             )
         seed = self._seed()
-        method, loss = self._recipe(n_classes)
+        method, loss, scale = self._recipe(n_classes)
         self.prototypes_ = self._make_prototypes(method, n_classes, seed, X, labels)
         prototypes = torch.from_numpy(self.prototypes_)
         self._informed = not isinstance(method, str) or method in CLASS_INFORMED
-        scale = self.scale
-        if scale is None and loss == "softmax" and isinstance(method, str) and method == "data":
-            from hpn.prototypes.data_prior import COSINE_SCALE as scale
         if self.assignment not in ("static", "dynamic"):
             raise ValueError(
                 f"{type(self).__name__}: assignment must be 'static' or 'dynamic', "

@@ -285,6 +285,16 @@ def macro_f1(confusion: torch.Tensor) -> float:
     return macro_f1_from_counts(confusion.diagonal(), confusion.sum(1), confusion.sum(0))
 
 
+def class_counts(truth: torch.Tensor, guess: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(3, K) int64 per-class counts of correct predictions, true examples and predictions,
+    the inputs of :func:`macro_f1_from_counts`; sums over batches add up."""
+    return torch.stack([
+        torch.bincount(truth[truth == guess], minlength=num_classes),
+        torch.bincount(truth, minlength=num_classes),
+        torch.bincount(guess, minlength=num_classes),
+    ])  # fmt: skip
+
+
 def macro_f1_from_counts(
     true_positive: torch.Tensor, support: torch.Tensor, predicted: torch.Tensor
 ) -> float:
@@ -332,9 +342,7 @@ def evaluate(
         if "label" in pred:
             sums[2] += int((pred["label"] == targets["label"]).sum())
             truth, guess = targets["label"].cpu(), pred["label"].cpu()
-            counts[0] += torch.bincount(truth[truth == guess], minlength=k)
-            counts[1] += torch.bincount(truth, minlength=k)
-            counts[2] += torch.bincount(guess, minlength=k)
+            counts += class_counts(truth, guess, k)
         if "value" in pred:
             sums[3] += float((pred["value"] - targets["value"].double()).abs().sum())
     sums = dist_.all_reduce_sum(sums, ctx)
