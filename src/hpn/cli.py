@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("-k", "--num-classes", type=int, help="number of classes K")
     pro.add_argument("-d", "--dims", type=int, help="output dimensionality d")
     pro.add_argument(
-        "--method", default="auto", help="auto|random|hpn|optimized|simplex|orthoplex|code|semantic"
+        "--method",
+        default="auto",
+        help="auto|random|hpn|optimized|simplex|orthoplex|polygon|e8|code|semantic",
     )
     pro.add_argument("--seed", type=int, default=0)
     pro.add_argument("--classes", help="text file with one class name per line")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +21,18 @@ from hpn.prototypes.bounds import best_possible_cosine, levenshtein_bound
 from hpn.prototypes.io import load, save
 from hpn.prototypes.quality import Report, nearest_neighbours, report
 
-METHODS = ("auto", "random", "hpn", "optimized", "simplex", "orthoplex", "code", "semantic")
+METHODS = (
+    "auto",
+    "random",
+    "hpn",
+    "optimized",
+    "simplex",
+    "orthoplex",
+    "polygon",
+    "e8",
+    "code",
+    "semantic",
+)
 
 #: The paper's recipe and the dense optimiser build K x K matrices; past this K they refuse.
 HPN_MAX_CLASSES = 20_000
@@ -30,6 +42,9 @@ AUTO_DENSE_MAX = 2048
 #: shorter length (d not a power of two) is compared with the neighbour-list optimiser up to
 #: this K (about 2 minutes at d = 100), and taken as it is above it.
 AUTO_NEIGHBOUR_MAX = 10_000
+#: Up to this d (and AUTO_DENSE_MAX classes), ``auto`` keeps the best of several optimiser
+#: starts: in few dimensions single runs often end in local optima (see ``auto_starts``).
+AUTO_LOW_DIMS = 16
 
 __all__ = [
     "METHODS",
@@ -106,6 +121,27 @@ def _random(num_classes: int, dims: int, seed: int) -> torch.Tensor:
     ).float()
 
 
+def auto_starts(num_classes: int) -> int:
+    """How many optimiser starts ``auto`` runs in few dimensions: 8 up to 256 classes, 4 up to
+    512, then 2 (one start at K = 1,000, d = 16 takes about 5-10 s here)."""
+    if num_classes <= 256:
+        return 8
+    return 4 if num_classes <= 512 else 2
+
+
+def _optimise(
+    num_classes: int, dims: int, seed: int, device, time_budget: float | None
+) -> tuple[torch.Tensor, dict]:
+    if dims <= AUTO_LOW_DIMS and num_classes <= AUTO_DENSE_MAX and time_budget is None:
+        starts = auto_starts(num_classes)
+        return optimize.multistart_prototypes(
+            num_classes, dims, seed=seed, starts=starts, device=device
+        )
+    return optimize.optimized_prototypes(
+        num_classes, dims, seed=seed, device=device, time_budget=time_budget
+    )
+
+
 def _auto(
     num_classes: int, dims: int, seed: int, device, time_budget: float | None
 ) -> tuple[str, torch.Tensor, dict]:
@@ -113,6 +149,8 @@ def _auto(
         return "simplex", closed_form.simplex(num_classes, dims), {"optimal": True}
     if num_classes <= 2 * dims:
         return "orthoplex", closed_form.orthoplex(num_classes, dims), {"optimal": True}
+    if dims == 2:
+        return "polygon", closed_form.polygon(num_classes, dims), {"optimal": True}
     spec = codes.best_code(num_classes, dims)
     use_code = spec is not None and num_classes > AUTO_DENSE_MAX
     if use_code and (spec.length == dims or num_classes > AUTO_NEIGHBOUR_MAX):
@@ -120,13 +158,24 @@ def _auto(
         # polish by the optimiser did not move eBCH[128,15,56] off 0.125 at K = 10,000.
         p, info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
         return "code", p, info
-    p, info = optimize.optimized_prototypes(
-        num_classes, dims, seed=seed, device=device, time_budget=time_budget
-    )
+    p, info = _optimise(num_classes, dims, seed, device, time_budget)
+    if dims == 8 and num_classes <= 240 and info["worst_cosine"] > 0.5:
+        return "e8", closed_form.e8_roots(num_classes, dims), {"optimal": num_classes == 240}
     if spec is None or info["worst_cosine"] <= spec.max_cosine:
         return "optimized", p, info
     p, info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
     return "code", p, info
+
+
+def _warn_duplicates(prototypes: torch.Tensor, method: str) -> None:
+    """Warn when a method produced coincident rows (the paper's recipe does at d = 2)."""
+    worst = float(nearest_neighbours(prototypes, k=1)[0].max())
+    if worst > 1.0 - 1e-6:
+        warnings.warn(
+            f"method {method!r} produced coincident prototypes (worst-pair cosine "
+            f"{worst:.6f}); method 'auto' places them without this failure",
+            stacklevel=3,
+        )
 
 
 def build(
@@ -152,11 +201,14 @@ def build(
         method: one of :data:`METHODS`:
             ``random`` (normalised Gaussian), ``hpn`` (the paper's recipe),
             ``optimized`` (smooth L_HP with Adam; neighbour lists for large K),
-            ``simplex`` (K <= d + 1), ``orthoplex`` (K <= 2d), ``code`` (binary codes, for d
+            ``simplex`` (K <= d + 1), ``orthoplex`` (K <= 2d), ``polygon`` (the regular
+            K-gon, d >= 2; optimal at d = 2), ``e8`` (the roots of E8, K <= 240,
+            d >= 8; optimal at (240, 8)), ``code`` (binary codes, for d
             with a power of two <= d), ``semantic`` (class-name prior; needs ``class_names``
             or ``embeddings``), ``auto`` (closed form where exact; else the better of the
             optimiser and a code, except that above 2,048 classes a code of length d, or any
-            code above 10,000 classes, is taken without optimising).
+            code above 10,000 classes, is taken without optimising; for d <= 16 the
+            optimiser keeps the best of several starts, see :func:`auto_starts`).
         seed: makes the result deterministic.
         class_names: K names (stored with the set; embedded for ``semantic``).
         embeddings: (K, e) class embeddings for ``semantic`` instead of names.
@@ -186,6 +238,10 @@ def build(
         p = closed_form.simplex(num_classes, dims)
     elif method == "orthoplex":
         p = closed_form.orthoplex(num_classes, dims)
+    elif method == "polygon":
+        p = closed_form.polygon(num_classes, dims)
+    elif method == "e8":
+        p = closed_form.e8_roots(num_classes, dims)
     elif method == "code":
         p, info = codes.code_prototypes(num_classes, dims, seed=seed)
     elif method == "hpn":
@@ -193,6 +249,7 @@ def build(
         p, info = optimize.paper_prototypes(
             num_classes, dims, seed=seed, reset_momentum=reset_momentum, device=device, **epochs
         )
+        _warn_duplicates(p, method)
     elif method == "optimized":
         p, info = optimize.optimized_prototypes(
             num_classes, dims, seed=seed, device=device, **kwargs
