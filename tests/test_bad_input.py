@@ -1,5 +1,6 @@
-"""The bad-input table: every case is one line on stderr naming the problem, exit status 2,
-no traceback, and no half-written file in the run folder."""
+"""The bad-input tables. CLI: every case is one line on stderr naming the problem, exit
+status 2, no traceback, and no half-written file in the run folder. Library: every case is
+one ValueError line naming the bad value."""
 
 import gzip
 import pickle
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from hpn import functional as F
 from hpn import prototypes as protos
 from hpn.cli import main
+from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 
 BASE = """
 seed: 0
@@ -180,3 +183,162 @@ def test_nan_or_inf_features_are_refused_before_training(tmp_path):
     ):
         train(cfg, splits, build_backbone("mlp", (5,), hidden=[8]), log=lambda *_: None)
     assert not (tmp_path / "r").exists()
+
+
+# The library's own bad-input table: shapes, labels, non-finite outputs and head arguments
+# are refused with one ValueError line that names the bad value.
+
+P54 = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+Y3 = torch.tensor([0, 4, 2])
+
+
+def _with_rows(z, rows, value):
+    z = z.clone()
+    z[rows, 1] = value
+    return z
+
+
+LIBRARY_CASES = {
+    "paper loss, z of the wrong d": (
+        lambda: F.prototype_loss(torch.randn(3, 1), P54, Y3),
+        "z's d is 1 but the prototypes' d is 4",
+    ),
+    "softmax loss, z of the wrong d": (
+        lambda: F.prototype_softmax_loss(torch.randn(3, 6), P54, Y3),
+        "z's d is 6 but the prototypes' d is 4",
+    ),
+    "nearest prototype, z of the wrong d": (
+        lambda: F.nearest_prototype(torch.randn(3, 2), P54),
+        "z's d is 2 but the prototypes' d is 4",
+    ),
+    "z not a matrix": (
+        lambda: F.prototype_loss(torch.randn(4), P54, Y3),
+        "z must be an (N, d) matrix, got shape (4,)",
+    ),
+    "prototypes not a matrix": (
+        lambda: F.nearest_prototype(torch.randn(3, 4), torch.randn(4)),
+        "prototypes must be a (K, d) matrix, got shape (4,)",
+    ),
+    "cosine to a target of the wrong d": (
+        lambda: F.cosine_to(torch.randn(3, 4), torch.randn(3)),
+        "z's d is 4 but the target's d is 3",
+    ),
+    "regression loss, pole of the wrong d": (
+        lambda: F.regression_loss(
+            torch.randn(3, 3), torch.tensor([1.0, 0.0]), torch.zeros(3), 0, 1
+        ),
+        "z's d is 3 but the pole's d is 2",
+    ),
+    "labels of another batch size": (
+        lambda: F.prototype_loss(torch.randn(3, 4), P54, [0, 1]),
+        "labels must have shape (3,), got (2,)",
+    ),
+    "float labels": (
+        lambda: F.prototype_loss(torch.randn(3, 4), P54, torch.tensor([0.0, 1.5, 2.0])),
+        "labels must be integer class indices, got dtype torch.float32 (1.5)",
+    ),
+    "float labels in a list": (
+        lambda: F.prototype_softmax_loss(torch.randn(2, 4), P54, [1.0, 2.0]),
+        "labels must be integer class indices, got dtype torch.float32 (1.0)",
+    ),
+    "bool labels": (
+        lambda: F.prototype_loss(torch.randn(2, 4), P54, torch.tensor([True, False])),
+        "got dtype torch.bool",
+    ),
+    "label K": (
+        lambda: F.prototype_loss(torch.randn(3, 4), P54, [0, 5, 1]),
+        "label 5 outside the 5 classes [0, 4]",
+    ),
+    "negative label": (
+        lambda: F.prototype_softmax_loss(torch.randn(3, 4), P54, [0, -1, 1]),
+        "label -1 outside the 5 classes",
+    ),
+    "NaN and inf outputs": (
+        lambda: F.nearest_prototype(
+            _with_rows(torch.randn(4, 4), [1, 3], torch.tensor([float("nan"), float("inf")])),
+            P54,
+        ),
+        "2 of 4 rows of z hold NaN or inf (first: row 1)",
+    ),
+    "head loss, z of the wrong d": (
+        lambda: PrototypeClassifier(P54).loss(torch.randn(3, 1), Y3),
+        "z's d is 1 but the prototypes' d is 4",
+    ),
+    "head forward, z of the wrong d": (
+        lambda: PrototypeClassifier(P54)(torch.randn(3, 1)),
+        "z's d is 1 but the prototypes' d is 4",
+    ),
+    "head predict, z of the wrong d": (
+        lambda: PrototypeClassifier(P54).predict(torch.randn(3, 7)),
+        "z's d is 7 but the prototypes' d is 4",
+    ),
+    "head, features of the wrong size": (
+        lambda: PrototypeClassifier(P54, in_features=6).loss(torch.randn(3, 5), Y3),
+        "features must be (N, 6) for this head's in_features=6, got shape (3, 5)",
+    ),
+    "head loss, float labels": (
+        lambda: PrototypeClassifier(P54).loss(torch.randn(3, 4), [0.0, 1.0, 2.5]),
+        "(2.5)",
+    ),
+    "head predict, NaN outputs": (
+        lambda: PrototypeClassifier(P54, in_features=6).predict(
+            _with_rows(torch.randn(3, 6), [2], float("nan"))
+        ),
+        "1 of 3 rows of z hold NaN or inf (first: row 2)",
+    ),
+    "regressor, zero pole": (
+        lambda: PrototypeRegressor(2, 10.0, 20.0, pole=torch.zeros(2)),
+        "pole must be non-zero (it sets the regression direction), got [0.0, 0.0]",
+    ),
+    "regressor, NaN pole": (
+        lambda: PrototypeRegressor(2, 10.0, 20.0, pole=[1.0, float("nan")]),
+        "pole must be finite, got [1.0, nan]",
+    ),
+    "regressor, pole of the wrong d": (
+        lambda: PrototypeRegressor(3, 10.0, 20.0, pole=[1.0, 0.0]),
+        "pole must have shape (3,), got (2,)",
+    ),
+    "regressor, infinite upper bound": (
+        lambda: PrototypeRegressor(2, 10.0, float("inf")),
+        "regression bounds must be finite, got upper=inf",
+    ),
+    "regressor, NaN lower bound": (
+        lambda: PrototypeRegressor(2, float("nan"), 1.0),
+        "regression bounds must be finite, got lower=nan",
+    ),
+    "regressor, lower above upper": (
+        lambda: PrototypeRegressor(2, 20.0, 10.0),
+        "need lower < upper, got lower=20.0, upper=10.0",
+    ),
+    "regressor, dims not an integer": (
+        lambda: PrototypeRegressor(2.5, 0.0, 1.0),
+        "dims must be an integer >= 1, got 2.5",
+    ),
+    "regressor forward, z of the wrong d": (
+        lambda: PrototypeRegressor(3, 0.0, 1.0)(torch.randn(2, 2)),
+        "z's d is 2 but the pole's d is 3",
+    ),
+    "multi-task head, infinite lower bound": (
+        lambda: MultiTaskHead(torch.eye(3), float("-inf"), 1.0),
+        "regression bounds must be finite, got lower=-inf",
+    ),
+    "multi-task head forward, z of the wrong d": (
+        lambda: MultiTaskHead(P54, 0.0, 1.0)(torch.randn(2, 4)),
+        "z's d is 4 but the head's d is 5",
+    ),
+    "multi-task head loss, float labels": (
+        lambda: MultiTaskHead(P54, 0.0, 1.0).loss(
+            torch.randn(2, 5), torch.tensor([0.5, 1.0]), torch.zeros(2)
+        ),
+        "got dtype torch.float32 (0.5)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LIBRARY_CASES))
+def test_library_bad_input_is_one_value_error_line_naming_the_value(case):
+    make, message = LIBRARY_CASES[case]
+    with pytest.raises(ValueError) as info:
+        make()
+    text = str(info.value)
+    assert "\n" not in text and message in text, text

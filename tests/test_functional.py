@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,112 @@ def test_default_scale_is_adacos_fixed_scale():
 def test_prototype_softmax_loss_rejects_bad_scale_and_margin(kwargs, match):
     with pytest.raises(ValueError, match=match):
         F.prototype_softmax_loss(torch.ones(2, 3), torch.eye(3), torch.tensor([0, 1]), **kwargs)
+
+
+# Near z = 0: for |z| < eps the gradient is -2 (1 - cos) p/|p| (norm <= 4, exactly 2 at 0);
+# above eps it is the paper's, of norm <= (3 sqrt(3) / 2) / |z|. So it never exceeds
+# (3 sqrt(3) / 2) / eps of the loss dtype.
+GRAD_BOUND_FACTOR = 1.5 * 3**0.5
+
+
+def _grad(z, p, labels):
+    z = z.clone().requires_grad_(True)
+    F.prototype_loss(z, p, labels).backward()
+    return z.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_at_and_near_zero_output_is_bounded(dtype):
+    p = protos.generate(3, 4, method="random", seed=0).to(dtype)
+    labels = torch.tensor([0, 2, 1])
+    grad = _grad(torch.zeros(3, 4, dtype=dtype), p, labels)
+    assert torch.allclose(grad, -2 * p[labels], atol=1e-6)  # -2 (1 - 0) p, norm 2
+    eps = F.default_eps(dtype)
+    z = 1e-12 * F.unit(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    z = z.to(dtype)
+    cos = (z @ p.T).gather(1, labels[:, None]) / eps  # the cosine below the floor
+    grad = _grad(z, p, labels)
+    assert torch.isfinite(grad).all() and grad.norm(dim=1).max() <= 4.0
+    assert torch.allclose(grad, -2 * (1 - cos) * p[labels], atol=1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float32, 7.6e3), (torch.float64, 1.8e8)])
+def test_gradient_norm_never_exceeds_the_stated_bound(dtype, bound):
+    g = torch.Generator().manual_seed(5)
+    p = F.unit(torch.randn(1, 6, generator=g, dtype=dtype))
+    norms = torch.logspace(-30, 3, 400, dtype=dtype)[:, None]
+    z = norms * F.unit(torch.randn(400, 6, generator=g, dtype=dtype))
+    grad = _grad(z, p, torch.zeros(400, dtype=torch.long))
+    stated = GRAD_BOUND_FACTOR / F.default_eps(dtype)
+    assert stated < bound
+    assert torch.isfinite(grad).all() and grad.norm(dim=1).max() <= stated * (1 + 1e-6)
+
+
+def test_gradient_just_above_the_floor_is_still_the_papers():
+    p = torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
+    z = F.unit(torch.tensor([[0.3, -0.5, 0.8]], dtype=torch.float64))
+    z = 10 * F.default_eps(torch.float64) * z  # |z| = 10 eps
+    grad = _grad(z, p[None], torch.tensor([0]))
+    assert torch.allclose(grad[0], _paper_gradient(z[0], p), rtol=1e-9)
+
+
+def test_one_sgd_step_from_a_dead_output_moves_the_bias_a_bounded_amount():
+    from hpn.heads import PrototypeClassifier
+
+    p = protos.generate(4, 3, method="simplex")
+    head = PrototypeClassifier(p, in_features=5)
+    torch.nn.init.zeros_(head.proj.weight)
+    torch.nn.init.zeros_(head.proj.bias)  # every z is exactly 0
+    opt = torch.optim.SGD(head.parameters(), lr=1.0)
+    labels = torch.tensor([0, 0, 0, 1, 2, 0, 0, 3])
+    head.loss(torch.randn(8, 5), labels, "mean").backward()
+    opt.step()
+    # the step is minus the mean of -2 p_y: norm <= 2 (it was 2e8 with a 1e-8 floor)
+    assert torch.allclose(head.proj.bias.detach(), 2 * p[labels].mean(0), atol=1e-6)
+    assert head.proj.bias.norm() <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tol"),
+    [(torch.float16, 2e-3), (torch.bfloat16, 1e-2), (torch.float32, 1e-6), (torch.float64, 1e-12)],
+)
+def test_unit_keeps_zero_rows_zero_and_makes_others_unit_in_every_dtype(dtype, tol):
+    x = torch.tensor([[0.0, 0.0, 0.0], [3.0, 4.0, 12.0], [-0.5, 0.1, 0.2], [0.0, 0.0, 0.0]])
+    x = x.to(dtype).requires_grad_(True)
+    u = F.unit(x)
+    assert u.dtype == dtype
+    assert torch.equal(u[[0, 3]], torch.zeros(2, 3, dtype=dtype))
+    assert torch.allclose(u[1:3].double().norm(dim=1), torch.ones(2, dtype=torch.float64), atol=tol)
+    u.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    eps = F.default_eps(dtype)
+    assert 0 < torch.tensor(eps, dtype=dtype) and torch.isfinite(torch.tensor(1 / eps, dtype=dtype))
+
+
+def test_labels_as_a_list_or_array_give_the_tensor_result():
+    g = torch.Generator().manual_seed(6)
+    z, p = torch.randn(4, 3, generator=g), torch.randn(5, 3, generator=g)
+    labels = [4, 0, 2, 2]
+    want = F.prototype_loss(z, p, torch.tensor(labels), "none")
+    for given in (
+        labels,
+        np.array(labels, dtype=np.int32),
+        torch.tensor(labels, dtype=torch.uint8),
+    ):
+        assert torch.equal(F.prototype_loss(z, p, given, "none"), want)
+        assert torch.equal(
+            F.prototype_softmax_loss(z, p, given, 4.0, 0.1, "none"),
+            F.prototype_softmax_loss(z, p, torch.tensor(labels), 4.0, 0.1, "none"),
+        )
+    y = [1.0, 2.0, 0.5, 3.0]
+    assert torch.equal(
+        F.regression_loss(z, p[0], y, 0.0, 4.0),
+        F.regression_loss(z, p[0], torch.tensor(y), 0.0, 4.0),
+    )
+
+
+def test_nearest_prototype_of_finite_rows_is_unchanged_by_the_finite_check():
+    p = torch.eye(3)
+    z = torch.tensor([[0.0, 0.0, 0.0], [1e15, -1e15, 2e15], [0.2, 0.9, 0.1]])
+    idx, cos = F.nearest_prototype(z, p)
+    assert idx.tolist() == [0, 2, 1] and cos[0] == 0.0

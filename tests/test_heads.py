@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -155,3 +156,57 @@ def test_output_batchnorm_centres_z_and_keeps_its_scale_whatever_the_features():
         PrototypeClassifier(torch.eye(3), in_features=5, output_norm="layer")
     with pytest.raises(ValueError, match="needs a projection"):
         PrototypeClassifier(torch.eye(3), output_norm="batchnorm")
+
+
+def test_replace_classifier_keeps_the_replaced_layers_dtype():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 100)).double()
+    p = protos.generate(100, 16, method="random")
+    replace_classifier(model, p)
+    head = model[2]
+    assert head.prototypes.dtype == torch.float64 and head.proj.weight.dtype == torch.float64
+    x = torch.randn(3, 10, dtype=torch.float64)
+    scores = model(x)
+    z = head.proj(model[1](model[0](x)))
+    expected = (z / z.norm(dim=1, keepdim=True)) @ (p.double() / p.double().norm(dim=1)[:, None]).T
+    assert scores.dtype == torch.float64 and torch.allclose(scores, expected, atol=1e-12)
+
+
+def test_replace_classifier_keeps_the_replaced_layers_device():
+    model = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 5)).to("meta")
+    old_device = model[2].weight.device
+    replace_classifier(model, torch.eye(5, 4) + 0.5)
+    assert model[2].prototypes.device == old_device == torch.device("meta")
+    assert model[2].proj.weight.device == old_device
+
+
+def test_head_losses_take_labels_as_a_list_or_array():
+    torch.manual_seed(0)
+    cls = protos.generate(4, 2, method="orthoplex")
+    head = MultiTaskHead(cls, lower=0.0, upper=360.0, in_features=5)
+    x, labels, y = torch.randn(3, 5), [3, 0, 1], [10.0, 200.0, 90.0]
+    want = head.loss(x, torch.tensor(labels), torch.tensor(y))
+    assert torch.equal(head.loss(x, labels, y), want)
+    assert torch.equal(head.loss(x, np.array(labels), np.array(y)), want)
+    clf = PrototypeClassifier(cls, in_features=5)
+    clf.enable_dynamic_assignment()  # the class means take the labels too
+    assert torch.equal(
+        clf.loss(x, np.array(labels, dtype=np.int16)), clf.loss(x, torch.tensor(labels))
+    )
+
+
+def test_regressor_pole_is_normalised_exactly_and_sets_the_direction():
+    head = PrototypeRegressor(2, 10.0, 20.0, pole=[0.0, 1e-6])  # far below the output floor
+    assert torch.equal(head.pole, torch.tensor([0.0, 1.0]))
+    x = torch.tensor([[0.0, 3.0], [0.0, -1.0], [5.0, 0.0]])
+    assert head.predict(x).tolist() == [20.0, 10.0, 15.0]
+    clf = PrototypeClassifier(torch.tensor([[1e-7, 0.0], [0.0, 2.0]]))
+    assert torch.equal(clf.prototypes, torch.eye(2))
+
+
+def test_predict_refuses_non_finite_outputs_instead_of_calling_them_class_0():
+    head = PrototypeClassifier(torch.eye(3))
+    x = torch.tensor([[0.0, 1.0, 0.0], [float("nan"), 0.0, 0.0], [0.0, 0.0, float("-inf")]])
+    with pytest.raises(ValueError, match=r"^2 of 3 rows of z hold NaN or inf \(first: row 1\)$"):
+        head.predict(x)
+    assert head.predict(x[:1]).tolist() == [1]

@@ -1,13 +1,16 @@
 """Pure losses and predictions of hyperspherical prototype networks.
 
 Shapes: N batch, d output dims, K classes. Prototypes are (K, d); they are never updated by
-these functions (callers keep them as buffers). Every cosine divides by norms clamped at
-``eps``, so a zero output gives cosine 0 and a finite gradient; no ``acos`` is used anywhere.
-Losses are computed in float32 (or float64 when given float64), also under autocast.
+these functions (callers keep them as buffers). Every cosine divides by norms clamped at a
+per-dtype floor (:func:`default_eps`), so a zero output gives cosine 0 and a bounded
+gradient (:func:`unit`); no ``acos`` is used anywhere. Losses are computed in float32 (or
+float64 when given float64), also under autocast. Shapes, labels and (for predictions)
+finiteness are checked up front, each failure a one-line ``ValueError``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -15,8 +18,25 @@ import torch
 
 Reduction = Literal["sum", "mean", "none"]
 
-#: Norm floor in cosines: a zero vector has cosine 0 with everything.
-EPS = 1e-8
+
+@functools.cache
+def default_eps(dtype: torch.dtype) -> float:
+    """Norm floor for ``dtype``: the square root of its machine epsilon.
+
+    float16 0.031, bfloat16 0.088, float32 3.5e-4, float64 1.5e-8. It is representable (a
+    single 1e-8 for all dtypes is 0 in float16, and 0 / 0 is NaN), 1 / eps is finite in the
+    dtype, ordinary outputs (norms near 1) lie far above it, and it keeps the paper loss's
+    gradient below 2.6 / eps (:func:`prototype_loss`). Non-float dtypes use the default
+    float dtype's floor.
+    """
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return torch.finfo(dtype).eps ** 0.5
+
+
+#: The float32 floor, the largest of the floors the losses use (they compute in float32 or
+#: float64): a row whose norm is above it is a direction in every loss.
+EPS = default_eps(torch.float32)
 
 
 def _loss_dtype(x: torch.Tensor) -> torch.dtype:
@@ -33,22 +53,118 @@ def _reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
     raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
 
 
-def unit(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Rows of ``x`` divided by their norms clamped at ``eps`` (zero rows stay zero)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+def unit(x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    """Rows of ``x`` divided by their norms clamped at ``eps`` (zero rows stay zero).
+
+    Args:
+        x: (..., d) rows.
+        eps: norm floor; None: :func:`default_eps` of ``x.dtype``.
+
+    Gradient: exact for rows with norm >= eps. Below eps the exact Jacobian is I / eps,
+    which would scale a zero row's gradient by 2.9e3 (float32) or 6.7e7 (float64); it is
+    taken as I instead, the Jacobian of x / max(|x|, 1). The value is unchanged.
+
+    Example:
+        >>> unit(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+        tensor([[0.6000, 0.8000],
+                [0.0000, 0.0000]])
+    """
+    eps = default_eps(x.dtype) if eps is None else eps
+    norm = x.norm(dim=-1, keepdim=True)
+    u = x / norm.clamp_min(eps)
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return u
+    return torch.where(norm < eps, x + (u - x).detach(), u)  # value u, gradient I below eps
 
 
-def cosine_to(z: torch.Tensor, targets: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def check_dims(z: torch.Tensor, d: int, whose: str = "the prototypes'") -> None:
+    """Refuse outputs unless ``z`` is an (N, d) matrix; the message names both d.
+
+    Args:
+        z: outputs.
+        d: the dimensionality z must have.
+        whose: what d belongs to, for the message ("the prototypes'", "the pole's").
+    """
+    if z.ndim != 2:
+        raise ValueError(f"z must be an (N, d) matrix, got shape {tuple(z.shape)}")
+    if z.shape[1] != d:
+        raise ValueError(f"z's d is {z.shape[1]} but {whose} d is {d}")
+
+
+def _prototype_dims(prototypes: torch.Tensor) -> int:
+    if prototypes.ndim != 2:
+        raise ValueError(f"prototypes must be a (K, d) matrix, got shape {tuple(prototypes.shape)}")
+    return prototypes.shape[1]
+
+
+def check_finite(z: torch.Tensor) -> None:
+    """Refuse (N, d) outputs holding NaN or inf, saying how many rows do (one reduction when
+    all is well)."""
+    if not torch.isfinite(z).all():
+        bad = ~torch.isfinite(z).all(dim=1)
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{int(bad.sum())} of {len(z)} rows of z hold NaN or inf (first: row {first})"
+        )
+
+
+def as_labels(
+    labels, num: int, num_classes: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """Labels as an (N,) long tensor, from a tensor, array or list of integer class indices.
+
+    Args:
+        labels: (N,) integers in [0, K).
+        num: N, the number of outputs they label.
+        num_classes: K.
+        device: where the result goes (e.g. the outputs' device).
+
+    Raises:
+        ValueError: a non-integer dtype (float, bool), a shape other than (N,), or a label
+            outside [0, K); the message names the dtype, shape or label.
+    """
+    t = torch.as_tensor(labels, device=device)
+    if t.numel() == 0:
+        t = t.long()  # as_tensor([]) is float
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        flat = t.flatten()
+        odd = flat[flat != flat.round()] if t.is_floating_point() else flat
+        bad = (odd if len(odd) else flat)[0].item()
+        raise ValueError(f"labels must be integer class indices, got dtype {t.dtype} ({bad!r})")
+    if t.ndim != 1 or len(t) != num:
+        raise ValueError(f"labels must have shape ({num},), got {tuple(t.shape)}")
+    if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        bad = t[(t < 0) | (t >= num_classes)][0]
+        raise ValueError(
+            f"label {int(bad)} outside the {num_classes} classes [0, {num_classes - 1}]"
+        )
+    return t.long()
+
+
+def _checked(z: torch.Tensor, prototypes: torch.Tensor, labels) -> torch.Tensor:
+    """Check (N, d) outputs against (K, d) prototypes; returns the (N,) long labels."""
+    check_dims(z, _prototype_dims(prototypes))
+    return as_labels(labels, len(z), len(prototypes), z.device)
+
+
+def cosine_to(z: torch.Tensor, targets: torch.Tensor, eps: float | None = None) -> torch.Tensor:
     """Row-wise cosine between outputs and the prototype each row should reach.
 
     Args:
         z: (N, d) outputs.
         targets: (N, d) target prototypes (row i is the prototype of example i), or (d,) for
             one shared prototype.
+        eps: norm floor; None: :func:`default_eps` of each tensor's dtype.
 
     Returns:
         (N,) cosines.
     """
+    if targets.ndim == 1:
+        check_dims(z, len(targets), "the target's")
+    elif targets.shape != z.shape:
+        raise ValueError(
+            f"targets must be (d,) or z's shape {tuple(z.shape)}, got {tuple(targets.shape)}"
+        )
     return (unit(z, eps) * unit(targets, eps)).sum(dim=-1)
 
 
@@ -57,19 +173,26 @@ def prototype_loss(
     prototypes: torch.Tensor,
     labels: torch.Tensor,
     reduction: Reduction = "sum",
-    eps: float = EPS,
+    eps: float | None = None,
 ) -> torch.Tensor:
     """The paper's classification loss L_c = sum_i (1 - cos(z_i, p_{y_i}))^2.
 
     Only the target prototype of each example is touched, so the cost is O(N d) whatever K.
-    The gradient is the paper's dL/dz = 2 (1 - cos) (cos z/|z|^2 - p/(|z||p|)).
+    For |z| >= eps the gradient is the paper's dL/dz = 2 (1 - cos) (cos z/|z|^2 - p/(|z||p|)),
+    of norm 2 (1 - cos) sin(angle) / |z| <= (3 sqrt(3) / 2) / |z|. Near zero it is bounded
+    instead: for |z| < eps it is -2 (1 - cos) p/|p| (see :func:`unit`), of norm <= 4 and
+    exactly 2 at z = 0. So every row's gradient norm is at most 2.6 / eps: 7.5e3 in float32
+    (also for float16 and bfloat16 outputs, computed in float32) and 1.7e8 in float64.
 
     Args:
         z: (N, d) network outputs.
         prototypes: (K, d) fixed prototypes.
-        labels: (N,) class indices in [0, K).
+        labels: (N,) class indices in [0, K): a tensor, array or list of integers.
         reduction: ``sum`` (the paper), ``mean`` or ``none``.
-        eps: norm floor.
+        eps: norm floor; None: :func:`default_eps` of the loss dtype.
+
+    Raises:
+        ValueError: z not (N, d) with the prototypes' d, or bad labels (:func:`as_labels`).
 
     Returns:
         Scalar, or (N,) for ``none``.
@@ -80,18 +203,10 @@ def prototype_loss(
         >>> prototype_loss(z, P, torch.tensor([0, 1]), reduction="none")
         tensor([0.0000, 0.0858])
     """
-    _check_labels(labels, len(z), len(prototypes))
+    labels = _checked(z, prototypes, labels)
     dtype = _loss_dtype(z)
     cos = cosine_to(z.to(dtype), prototypes.to(dtype)[labels], eps)
     return _reduce((1.0 - cos) ** 2, reduction)
-
-
-def _check_labels(labels: torch.Tensor, n: int, k: int) -> None:
-    if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= k):
-        bad = labels[(labels < 0) | (labels >= k)][0]
-        raise ValueError(f"label {int(bad)} outside the {k} classes [0, {k - 1}]")
 
 
 def default_scale(num_classes: int) -> float:
@@ -126,7 +241,7 @@ def prototype_softmax_loss(
     scale: float | None = None,
     margin: float = 0.0,
     reduction: Reduction = "mean",
-    eps: float = EPS,
+    eps: float | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over scaled cosines to fixed prototypes: -log softmax(s (cos - m e_y))_y.
 
@@ -141,6 +256,7 @@ def prototype_softmax_loss(
         scale: s > 0; None uses :func:`default_scale` of K.
         margin: m >= 0.
         reduction: ``mean`` (default), ``sum`` or ``none``.
+        eps: norm floor; None: :func:`default_eps` of the loss dtype.
 
     Example:
         >>> P = torch.eye(2)
@@ -150,7 +266,7 @@ def prototype_softmax_loss(
         >>> round(math.log(1 + math.exp(-2)), 6)
         0.126928
     """
-    _check_labels(labels, len(z), len(prototypes))
+    labels = _checked(z, prototypes, labels)
     s = check_softmax_params(len(prototypes), scale, margin)
     dtype = _loss_dtype(z)
     cos = unit(z.to(dtype), eps) @ unit(prototypes.to(dtype), eps).T
@@ -164,7 +280,7 @@ def nearest_prototype(
     z: torch.Tensor,
     prototypes: torch.Tensor,
     chunk_size: int = 16_384,
-    eps: float = EPS,
+    eps: float | None = None,
     query_block: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """c* = argmax_c cos(z, p_c), over blocks of queries and chunks of prototypes.
@@ -178,11 +294,15 @@ def nearest_prototype(
         z: (N, d) outputs.
         prototypes: (K, d) prototypes.
         chunk_size: prototypes compared at once.
-        eps: norm floor.
+        eps: norm floor; None: float32's (:func:`default_eps`).
         query_block: queries scored at once.
 
     Returns:
         ``(classes, cosines)``: (N,) long indices and (N,) their cosines.
+
+    Raises:
+        ValueError: z not (N, d) with the prototypes' d, or rows of z holding NaN or inf
+            (they would all come out as class 0).
 
     Example:
         >>> nearest_prototype(torch.tensor([[0.1, 2.0]]), torch.eye(2))[0]
@@ -192,6 +312,8 @@ def nearest_prototype(
         raise ValueError(
             f"chunk_size and query_block must be >= 1, got {chunk_size} and {query_block}"
         )
+    check_dims(z, _prototype_dims(prototypes))
+    check_finite(z)
     zu = unit(z.float(), eps)
     n, k = len(z), len(prototypes)
     best_cos = torch.full((n,), -torch.inf, device=z.device)
@@ -222,17 +344,26 @@ def regression_bounds(values: torch.Tensor) -> tuple[float, float]:
     return low, high
 
 
+def check_regression_bounds(lower: float, upper: float) -> tuple[float, float]:
+    """(v_l, v_u) as floats, refused unless both are finite and v_l < v_u."""
+    low, high = float(lower), float(upper)
+    for name, value in (("lower", low), ("upper", high)):
+        if not math.isfinite(value):
+            raise ValueError(f"regression bounds must be finite, got {name}={value}")
+    if not high > low:
+        raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
+    return low, high
+
+
 def regression_target(y: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     """r = 2 (y - v_l) / (v_u - v_l) - 1: v_l maps to -1, v_u to +1 (the cosine to p_u)."""
-    if not upper > lower:
-        raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
+    check_regression_bounds(lower, upper)
     return 2.0 * (y - lower) / (upper - lower) - 1.0
 
 
 def regression_inverse(cos: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     """y = v_l + (cos + 1) / 2 (v_u - v_l): the prediction from the cosine to p_u."""
-    if not upper > lower:
-        raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
+    check_regression_bounds(lower, upper)
     return lower + (cos + 1.0) * 0.5 * (upper - lower)
 
 
@@ -243,18 +374,21 @@ def regression_loss(
     lower: float,
     upper: float,
     reduction: Reduction = "sum",
-    eps: float = EPS,
+    eps: float | None = None,
 ) -> torch.Tensor:
     """The paper's regression loss L_r = sum_i (r_i - cos(z_i, p_u))^2.
 
     Args:
         z: (N, d) outputs.
         upper_prototype: (d,) p_u; the lower bound's prototype is -p_u.
-        y: (N,) targets.
+        y: (N,) targets (a tensor, array or list).
         lower: v_l, from the training data (:func:`regression_bounds`).
         upper: v_u.
         reduction: ``sum`` (the paper), ``mean`` or ``none``.
-        eps: norm floor.
+        eps: norm floor; None: :func:`default_eps` of the loss dtype.
+
+    Raises:
+        ValueError: z not (N, d) with the pole's d, y not (N,), or bad bounds.
 
     Example:
         >>> z = torch.tensor([[1.0, 1.0]])
@@ -262,6 +396,12 @@ def regression_loss(
         >>> round(float(loss), 6)  # r = 0, cos = 1/sqrt(2)
         0.5
     """
+    if upper_prototype.ndim != 1:
+        raise ValueError(
+            f"the pole must be a (d,) vector, got shape {tuple(upper_prototype.shape)}"
+        )
+    check_dims(z, len(upper_prototype), "the pole's")
+    y = torch.as_tensor(y, device=z.device)
     if y.shape != z.shape[:1]:
         raise ValueError(f"targets must have shape ({len(z)},), got {tuple(y.shape)}")
     dtype = _loss_dtype(z)

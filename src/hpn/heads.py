@@ -4,7 +4,8 @@
 Prototypes (and regression bounds) are persistent buffers: ``state_dict()`` saves them,
 ``.to()`` moves them, and the optimiser never sees them. Each head may carry a linear layer
 from a backbone's features to the d-dim output space, so it can replace a model's final
-``nn.Linear`` (:func:`replace_classifier`).
+``nn.Linear`` (:func:`replace_classifier`). Features are (N, in_features), or (N, d) without
+a linear layer; other shapes are refused with a ``ValueError`` naming both sizes.
 """
 
 from __future__ import annotations
@@ -46,7 +47,44 @@ def _check_prototypes(prototypes: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"prototypes must be (K, d) with K >= 2, got shape {tuple(p.shape)}")
     if not torch.isfinite(p).all():
         raise ValueError("prototypes contain NaN or inf")
-    return F.unit(p.detach().float())
+    return _exact_unit(p.detach().float())
+
+
+def _exact_unit(p: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their exact norms (not :func:`hpn.functional.unit`'s floor, which is
+    for outputs); zero rows stay zero."""
+    return p / p.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+
+
+def _check_pole(pole: torch.Tensor | None, dims: int) -> torch.Tensor:
+    """The unit (d,) upper pole: e_1 by default, else ``pole`` normalised if it is finite and
+    non-zero."""
+    if pole is None:
+        return torch.eye(dims)[0]
+    p = torch.as_tensor(pole).detach().float()
+    if p.shape != (dims,):
+        raise ValueError(f"pole must have shape ({dims},), got {tuple(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ValueError(f"pole must be finite, got {p.tolist()}")
+    if not p.any():
+        raise ValueError(
+            f"pole must be non-zero (it sets the regression direction), got {p.tolist()}"
+        )
+    return _exact_unit(p)
+
+
+def _outputs(head: nn.Module, features: torch.Tensor, whose: str) -> torch.Tensor:
+    """z = head.proj(features), after checking features against ``head.in_features`` and z
+    against ``head.dims`` (``whose`` d, in the message)."""
+    width = getattr(head, "in_features", None)  # absent from heads pickled before it existed
+    if width is not None and (features.ndim != 2 or features.shape[1] != width):
+        raise ValueError(
+            f"features must be (N, {width}) for this head's in_features={width}, "
+            f"got shape {tuple(features.shape)}"
+        )
+    z = head.proj(features)
+    F.check_dims(z, head.dims, whose)
+    return z
 
 
 class PrototypeClassifier(nn.Module):
@@ -87,6 +125,7 @@ class PrototypeClassifier(nn.Module):
         if loss not in ("paper", "softmax"):
             raise ValueError(f"loss must be 'paper' or 'softmax', got {loss!r}")
         self.num_classes, self.dims = p.shape
+        self.in_features = in_features
         self.loss_kind, self.margin = loss, float(margin)
         self.scale = F.check_softmax_params(self.num_classes, scale, margin)
         self.proj = _projection(in_features, self.dims, output_norm)
@@ -131,9 +170,10 @@ class PrototypeClassifier(nn.Module):
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(N, d) unit output vectors."""
-        return F.unit(self.proj(features))
+        return F.unit(_outputs(self, features, "the prototypes'"))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, K) cosine scores."""
         return self.embed(features) @ self.prototypes.to(features.dtype).T
 
     def loss(
@@ -141,11 +181,12 @@ class PrototypeClassifier(nn.Module):
     ) -> torch.Tensor:
         """The configured loss: the paper's (1 - cos(z, p_y))^2, or the cosine softmax.
 
-        With dynamic assignment enabled, a training-mode call also folds the outputs into the
-        class means.
+        ``labels`` are (N,) integers in [0, K) (a tensor, array or list). With dynamic
+        assignment enabled, a training-mode call also folds the outputs into the class means.
         """
-        z = self.proj(features)
+        z = _outputs(self, features, "the prototypes'")
         if self.assignment is not None and self.training:
+            labels = F.as_labels(labels, len(z), self.num_classes, z.device)
             self.assignment.tracker.update(z, labels)
         if self.loss_kind == "softmax":
             return F.prototype_softmax_loss(
@@ -155,8 +196,10 @@ class PrototypeClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, chunk_size: int = 16_384) -> torch.Tensor:
-        """(N,) nearest-prototype classes without an N x K matrix."""
-        return F.nearest_prototype(self.proj(features), self.prototypes, chunk_size)[0]
+        """(N,) nearest-prototype classes without an N x K matrix; NaN or inf outputs are
+        refused (:func:`hpn.functional.nearest_prototype`)."""
+        z = _outputs(self, features, "the prototypes'")
+        return F.nearest_prototype(z, self.prototypes, chunk_size)[0]
 
 
 class PrototypeRegressor(nn.Module):
@@ -167,8 +210,13 @@ class PrototypeRegressor(nn.Module):
         lower: v_l, the smallest training target (see :func:`hpn.functional.regression_bounds`).
         upper: v_u, the largest.
         in_features: optional input size of a linear layer to z.
-        pole: optional (d,) p_u; default the first axis e_1. The lower pole is -p_u.
+        pole: optional (d,) p_u, finite and non-zero; default the first axis e_1. The lower
+            pole is -p_u.
         output_norm: as :class:`PrototypeClassifier`'s.
+
+    Raises:
+        ValueError: non-finite bounds, lower >= upper, or a pole of the wrong shape, not
+            finite or zero; the message names the value.
     """
 
     def __init__(
@@ -181,28 +229,26 @@ class PrototypeRegressor(nn.Module):
         output_norm: OutputNorm = "none",
     ):
         super().__init__()
-        if dims < 1:
-            raise ValueError(f"dims must be >= 1, got {dims}")
-        F.regression_target(torch.zeros(1), lower, upper)  # validates lower < upper
-        pole = torch.eye(dims)[0] if pole is None else F.unit(torch.as_tensor(pole).float())
-        if pole.shape != (dims,):
-            raise ValueError(f"pole must have shape ({dims},), got {tuple(pole.shape)}")
-        self.dims = dims
-        self.proj = _projection(in_features, dims, output_norm)
-        self.register_buffer("pole", pole)
-        self.register_buffer(
-            "bounds", torch.tensor([float(lower), float(upper)], dtype=torch.float64)
-        )
+        if isinstance(dims, bool) or int(dims) != dims or dims < 1:
+            raise ValueError(f"dims must be an integer >= 1, got {dims!r}")
+        low, high = F.check_regression_bounds(lower, upper)
+        self.dims, self.in_features = int(dims), in_features
+        self.proj = _projection(in_features, self.dims, output_norm)
+        self.register_buffer("pole", _check_pole(pole, self.dims))
+        self.register_buffer("bounds", torch.tensor([low, high], dtype=torch.float64))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(N,) cosine to the upper pole, in [-1, 1]."""
-        return F.cosine_to(self.proj(features), self.pole.to(features.dtype))
+        z = _outputs(self, features, "the pole's")
+        return F.cosine_to(z, self.pole.to(features.dtype))
 
     def loss(
         self, features: torch.Tensor, y: torch.Tensor, reduction: F.Reduction = "sum"
     ) -> torch.Tensor:
+        """The paper's (r - cos(z, p_u))^2 for (N,) targets ``y``."""
         low, high = self.bounds.tolist()
-        return F.regression_loss(self.proj(features), self.pole, y, low, high, reduction)
+        z = _outputs(self, features, "the pole's")
+        return F.regression_loss(z, self.pole, y, low, high, reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
@@ -219,7 +265,7 @@ class MultiTaskHead(nn.Module):
 
     Args:
         class_prototypes: (K, d - 1) prototypes of the classification subspace.
-        lower, upper: regression bounds v_l < v_u.
+        lower, upper: regression bounds v_l < v_u, both finite.
         in_features: optional input size of a linear layer to z.
         task_weight: t in [0, 1].
         loss, scale, margin: the classification loss, as in :class:`PrototypeClassifier`.
@@ -242,14 +288,14 @@ class MultiTaskHead(nn.Module):
         p = _check_prototypes(class_prototypes)
         F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
         self.num_classes, self.dims = len(p), p.shape[1] + 1
-        self.task_weight = task_weight
+        self.in_features, self.task_weight = in_features, task_weight
         self.proj = _projection(in_features, self.dims, output_norm)
         self.classifier = PrototypeClassifier(p, loss=loss, scale=scale, margin=margin)
         self.regressor = PrototypeRegressor(self.dims, lower, upper)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """((N, K) class cosines in the classification subspace, (N,) cosine to the pole)."""
-        z = self.proj(features)
+        z = _outputs(self, features, "the head's")
         return self.classifier(z[:, 1:]), self.regressor(z)
 
     def loss(
@@ -259,7 +305,8 @@ class MultiTaskHead(nn.Module):
         y: torch.Tensor,
         reduction: F.Reduction = "sum",
     ) -> torch.Tensor:
-        z = self.proj(features)
+        """t L_c + (1 - t) L_r for (N,) ``labels`` and (N,) regression targets ``y``."""
+        z = _outputs(self, features, "the head's")
         return F.multitask_loss(
             self.classifier.loss(z[:, 1:], labels, reduction),
             self.regressor.loss(z, y, reduction),
@@ -268,7 +315,8 @@ class MultiTaskHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.proj(features)
+        """((N,) classes, (N,) regression predictions)."""
+        z = _outputs(self, features, "the head's")
         return self.classifier.predict(z[:, 1:]), self.regressor.predict(z)
 
 
@@ -284,7 +332,8 @@ def replace_classifier(
             the last ``nn.Linear`` in ``model.named_modules()`` order.
 
     Returns:
-        The same model, modified in place.
+        The same model, modified in place. The new head (prototypes included) takes the
+        replaced layer's dtype and device.
     """
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if name is None:
@@ -298,5 +347,6 @@ def replace_classifier(
         raise ValueError(
             f"{name!r} is not an nn.Linear layer of the model (Linear layers: {linears})"
         )
-    setattr(parent, child, PrototypeClassifier(prototypes, in_features=old.in_features))
+    head = PrototypeClassifier(prototypes, in_features=old.in_features)
+    setattr(parent, child, head.to(device=old.weight.device, dtype=old.weight.dtype))
     return model

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -76,3 +77,79 @@ def test_report_to_dict_is_json_ready():
 def test_report_rejects_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
         quality.report(bad)
+
+
+def _dense_nearest(p: torch.Tensor) -> torch.Tensor:
+    unit = p.double() / p.double().norm(dim=1, keepdim=True)
+    gram = unit @ unit.T
+    gram.fill_diagonal_(-math.inf)
+    return gram.max(dim=1).values
+
+
+def test_estimate_is_the_exact_nearest_neighbours_of_the_sampled_rows():
+    p = torch.randn(3000, 6, generator=torch.Generator().manual_seed(3))
+    rep = quality.report(p, row_tile=64, col_tile=700, exact=False, sample_size=200, seed=7)
+    assert rep.estimated and rep.sampled_rows == 200
+    rows = quality.sample_rows(3000, 200, seed=7)
+    nn = _dense_nearest(p)
+    assert rep.worst_cosine == pytest.approx(float(nn[rows].max()), abs=1e-6)
+    assert rep.mean_nn_cosine == pytest.approx(float(nn[rows].mean()), abs=1e-6)
+    assert rep.worst_cosine <= float(nn.max()) + 1e-6  # a lower bound on the true worst
+    i, j = rep.worst_pair
+    unit = p / p.norm(dim=1, keepdim=True)
+    assert float(unit[i] @ unit[j]) == pytest.approx(rep.worst_cosine, abs=1e-6)
+    assert rep.gap == pytest.approx(rep.worst_cosine - rep.bound)
+    text = str(rep)
+    assert "(estimate from 200 sampled rows)" in text and "the true worst is at least" in text
+
+
+def test_report_estimates_only_above_the_threshold_unless_told(monkeypatch):
+    p = torch.randn(150, 5, generator=torch.Generator().manual_seed(4))
+    exact = quality.report(p)
+    assert not exact.estimated and exact.sampled_rows is None
+    assert "estimate" not in str(exact)
+    monkeypatch.setattr(quality, "EXACT_MAX", 100)
+    assert quality.report(p, sample_size=64).sampled_rows == 64
+    assert quality.report(p, exact=True) == exact
+    assert quality.report(p, exact=False, sample_size=150) == exact  # the sample is every row
+
+
+def test_report_to_dict_round_trips_also_for_estimates_and_old_dicts():
+    p = torch.randn(500, 4, generator=torch.Generator().manual_seed(5))
+    for rep in (quality.report(p), quality.report(p, exact=False, sample_size=50)):
+        assert quality.Report.from_dict(rep.to_dict()) == rep
+        assert quality.Report.from_dict(json.loads(rep.to_json())) == rep
+    old = quality.report(p).to_dict()
+    del old["estimated"], old["sampled_rows"]
+    assert not quality.Report.from_dict(old).estimated
+
+
+def test_progress_is_called_after_each_tile_of_rows():
+    p = torch.randn(50, 3, generator=torch.Generator().manual_seed(6))
+    calls = []
+    quality.report(p, row_tile=16, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(16, 50), (32, 50), (48, 50), (50, 50)]
+    calls.clear()
+    quality.report(p, row_tile=16, exact=False, sample_size=20, progress=lambda *a: calls.append(a))
+    assert calls == [(16, 20), (20, 20)]
+
+
+def test_nearest_neighbours_of_some_rows_equal_those_of_all_rows():
+    p = torch.nn.functional.normalize(
+        torch.randn(90, 5, generator=torch.Generator().manual_seed(7)), dim=1
+    )
+    all_vals, all_idx = quality.nearest_neighbours(p, k=3, row_tile=7, col_tile=11)
+    rows = torch.tensor([0, 5, 6, 44, 89])
+    vals, idx = quality.nearest_neighbours(p, k=3, row_tile=2, col_tile=11, rows=rows)
+    assert torch.allclose(vals, all_vals[rows], atol=1e-6) and torch.equal(idx, all_idx[rows])
+
+
+def test_sample_rows_are_distinct_sorted_and_seeded():
+    rows = quality.sample_rows(1000, 100, seed=1)
+    assert len(rows.unique()) == 100 and torch.equal(rows, rows.sort().values)
+    assert 0 <= int(rows.min()) and int(rows.max()) < 1000
+    assert torch.equal(rows, quality.sample_rows(1000, 100, seed=1))
+    assert not torch.equal(rows, quality.sample_rows(1000, 100, seed=2))
+    assert len(quality.sample_rows(10, 100)) == 10
+    with pytest.raises(ValueError, match="at least 1 row, got 0"):
+        quality.sample_rows(10, 0)
