@@ -25,7 +25,8 @@ def _read_class_names(path: str) -> list[str]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"class-name file not found: {path}")
-    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    text = file.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of a name
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) < 2:
         raise UsageError(f"{path} holds {len(names)} class names; need at least 2 (one per line)")
     if len(set(names)) != len(names):
@@ -81,10 +82,51 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from hpn.training.run import load_config, run
+def _resume_folder(args: argparse.Namespace) -> str:
+    """The run folder ``--resume`` continues: ``--out``, else an ``out_dir=`` override, else
+    the ``--config`` file's ``out_dir``."""
+    if args.out:
+        return args.out
+    for item in reversed(args.overrides):
+        if item.startswith("out_dir="):
+            return item.partition("=")[2]
+    if args.config:
+        from hpn.training.run import load_config
 
-    cfg = load_config(args.config, args.overrides)
+        return load_config(args.config).out_dir
+    raise UsageError("--resume needs the run folder: hpn train --out DIR --resume")
+
+
+def _train_config(args: argparse.Namespace):
+    from hpn.training.run import load_config, resume_config
+
+    overrides = list(args.overrides)
+    if args.resume:
+        folder = _resume_folder(args)
+        overrides = [o for o in overrides if not o.startswith("out_dir=")]
+        cfg, changes = resume_config(folder, args.config, overrides)
+        for key, (old, new) in changes.items():
+            if key != "out_dir":
+                print(f"resume: {key} {old!r} -> {new!r}", file=sys.stderr)
+        return cfg
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    return load_config(args.config, overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hpn.training.config import to_dict
+    from hpn.training.run import packaged_configs, run
+
+    if args.list_configs:
+        print("\n".join(packaged_configs()))
+        return 0
+    cfg = _train_config(args)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
     results = run(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
@@ -260,9 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--device", default="cpu")
     pro.set_defaults(func=_cmd_prototypes)
 
-    train = sub.add_parser("train", help="train a model from a YAML config")
-    train.add_argument("--config", help="YAML run config (see configs/)")
-    train.add_argument("--resume", action="store_true", help="continue the run in out_dir")
+    train = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a model. Every key has a default, so --config is optional; "
+        "key.sub=value overrides change any key. `hpn train --print-config` lists every key "
+        "with its value; the config reference in the docs (docs/reference/config.md) says "
+        "what each means.",
+    )
+    train.add_argument(
+        "--config",
+        help="a YAML run config: a file, or the name of a packaged one (see --list-configs)",
+    )
+    train.add_argument("--out", help="the run folder (the out_dir key)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its saved config (only optim.epochs, "
+        "optim.patience, tensorboard and device may change)",
+    )
+    train.add_argument("--list-configs", action="store_true", help="list the packaged configs")
+    train.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
     train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=0.1")
     train.set_defaults(func=_cmd_train)
 

@@ -257,7 +257,7 @@ def test_patience_stops_early_and_a_stopped_run_stays_stopped(tmp_path):
     rows = (tmp_path / "run" / "metrics.csv").read_text()
     again = train(cfg, _splits(), TinyMLP(), resume=True, log=lambda *_: None)
     assert again["epochs_run"] == 3 and (tmp_path / "run" / "metrics.csv").read_text() == rows
-    with pytest.raises(ValueError, match="patience must be >= 1 epoch, got 0"):
+    with pytest.raises(ValueError, match="config optim.patience: must be >= 1, got 0"):
         train(_cfg(tmp_path, "bad", optim={"patience": 0}), _splits(), TinyMLP())
 
 
@@ -303,7 +303,7 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert full["test_accuracy"] == cut["test_accuracy"]
-    with pytest.raises(ValueError, match="assignment_every must be >= 1 epoch, got 0"):
+    with pytest.raises(ValueError, match="config head.assignment_every: must be >= 1, got 0"):
         train(_cfg(tmp_path, "bad", head={**head, "assignment_every": 0}), splits, TinyMLP())
 
 
@@ -350,7 +350,7 @@ def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
     train(_cfg(tmp_path, "again", head=head), splits, TinyMLP(), log=lambda *_: None)
     again = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"][key]
     torch.testing.assert_close(again, want)
-    with pytest.raises(ValueError, match="head.spread_steps must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="config head.spread_steps: must be >= 0, got -1"):
         train(_cfg(tmp_path, "bad", head={**head, "spread_steps": -1}), splits, TinyMLP())
 
 

@@ -7,10 +7,25 @@ silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+
+def _at_least(path: str, value, low, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not value >= low:
+        raise ValueError(f"config {path}: must be >= {low}, got {value!r}")
+
+
+def _in_unit_interval(path: str, value: float, *, closed_right: bool) -> None:
+    ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    if not ok:
+        bracket = "]" if closed_right else ")"
+        raise ValueError(f"config {path}: must be in [0, 1{bracket}, got {value!r}")
 
 
 @dataclass
@@ -62,6 +77,15 @@ class HeadConfig:
     # centred and of bounded size; the paper has none)
     output_norm: Literal["none", "batchnorm"] = "none"
 
+    def __post_init__(self) -> None:
+        _at_least("head.dims", self.dims, 1, allow_none=True)
+        _at_least("head.spread_steps", self.spread_steps, 0)
+        _at_least("head.assignment_every", self.assignment_every, 1)
+        _in_unit_interval("head.task_weight", self.task_weight, closed_right=True)
+        _in_unit_interval("head.assignment_momentum", self.assignment_momentum, closed_right=False)
+        if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"config head.scale: must be a positive number, got {self.scale!r}")
+
 
 @dataclass
 class OptimConfig:
@@ -74,6 +98,15 @@ class OptimConfig:
     schedule: Literal["none", "cosine", "step"] = "cosine"
     # Stop after this many epochs without a better validation score (None: run all epochs).
     patience: int | None = None
+
+    def __post_init__(self) -> None:
+        _at_least("optim.epochs", self.epochs, 1)
+        _at_least("optim.batch_size", self.batch_size, 1)
+        _at_least("optim.patience", self.patience, 1, allow_none=True)
+        _at_least("optim.weight_decay", self.weight_decay, 0.0)
+        _in_unit_interval("optim.momentum", self.momentum, closed_right=False)
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"config optim.lr: must be a number >= 0, got {self.lr!r}")
 
 
 @dataclass
@@ -155,3 +188,20 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def to_dict(config: RunConfig) -> dict:
     return dataclasses.asdict(config)
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "options":
+            flat.update(_flat(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_changes(saved: RunConfig, wanted: RunConfig) -> dict[str, tuple]:
+    """``{key: (saved value, wanted value)}`` for every config key that differs."""
+    old, new = _flat(to_dict(saved)), _flat(to_dict(wanted))
+    return {key: (old[key], new[key]) for key in old if old[key] != new[key]}

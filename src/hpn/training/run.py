@@ -2,28 +2,95 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from pathlib import Path
 
 import torch
+import yaml
 
-from hpn.training.config import RunConfig, apply_overrides, from_dict
+from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.trainer import train
+
+#: Keys that may change when a run resumes; any other difference from the saved config is an
+#: error. More epochs stretch the learning-rate schedule to the new length from where it is.
+RESUMABLE_KEYS = ("optim.epochs", "optim.patience", "tensorboard", "device", "out_dir")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the run configs shipped with the package (``hpn train --config NAME``)."""
+    folder = resources.files("hpn.configs")
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def config_path(name: str) -> Path:
+    """A config file: ``name`` as a path if it exists, else the packaged config of that name.
+
+    Raises:
+        FileNotFoundError: neither exists; the message lists the packaged names.
+    """
+    file = Path(name)
+    if file.is_file():
+        return file
+    packaged = resources.files("hpn.configs") / f"{file.name.removesuffix('.yaml')}.yaml"
+    if file.parent == Path(".") and packaged.is_file():
+        return Path(str(packaged))
+    raise FileNotFoundError(
+        f"config file not found: {name} (packaged configs: {', '.join(packaged_configs())})"
+    )
+
+
+def _read_yaml(name: str) -> dict:
+    file = config_path(name)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{name} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML run config (or start from defaults) and apply ``key.sub=value`` overrides."""
-    import yaml
-
-    data: dict = {}
-    if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    """Read a YAML run config (a file, or a packaged config by name, or the defaults when
+    None) and apply ``key.sub=value`` overrides."""
+    data = _read_yaml(path) if path is not None else {}
     return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+
+
+def resume_config(
+    out_dir: str | Path, path: str | None = None, overrides: list[str] = ()
+) -> tuple[RunConfig, dict[str, tuple]]:
+    """The config of the run in ``out_dir``, with the changes a resume may make.
+
+    The saved ``config.json`` is the base. Overrides (and, when ``path`` is given, that file's
+    values) may change only :data:`RESUMABLE_KEYS`; ``out_dir`` always becomes the folder
+    being resumed.
+
+    Returns:
+        ``(config, changes)`` with ``changes`` as in :func:`config_changes`.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` holds no saved config.
+        ValueError: a key outside :data:`RESUMABLE_KEYS` would change (named in the message).
+    """
+    saved_file = Path(out_dir) / "config.json"
+    if not saved_file.is_file():
+        raise FileNotFoundError(f"nothing to resume: {saved_file} does not exist")
+    saved_dict = json.loads(saved_file.read_text())
+    saved = from_dict(RunConfig, {**saved_dict, "out_dir": str(out_dir)})
+    base = _read_yaml(path) if path is not None else json.loads(saved_file.read_text())
+    wanted = from_dict(RunConfig, apply_overrides({**base, "out_dir": str(out_dir)}, overrides))
+    changes = config_changes(saved, wanted)
+    for key, (old, new) in changes.items():
+        if key not in RESUMABLE_KEYS:
+            raise ValueError(
+                f"cannot resume {out_dir} with {key}={new!r}: the run was started with "
+                f"{key}={old!r} (on --resume only {', '.join(RESUMABLE_KEYS[:4])} may change)"
+            )
+    return wanted, changes
 
 
 def load_splits(cfg: RunConfig):
@@ -43,6 +110,28 @@ def load_splits(cfg: RunConfig):
     return splits
 
 
+def check_device(device: str) -> None:
+    """Refuse, in one line, a device this machine does not have."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(
+            f"config device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"config device: {device!r} asked for, but CUDA is not available "
+            f"(torch {torch.__version__}); use device=cpu"
+        )
+    if kind == "cuda" and torch.device(device).index is not None:
+        if torch.device(device).index >= torch.cuda.device_count():
+            raise ValueError(
+                f"config device: {device!r} but this machine has {torch.cuda.device_count()} GPUs"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"config device: {device!r} asked for, but MPS is not available")
+
+
 def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
     """Load the data and backbone the config names and train.
 
@@ -53,6 +142,7 @@ def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
 
     from hpn.training import distributed
 
+    check_device(cfg.device)
     ctx, device = distributed.init_from_env(cfg.device)
     if device != cfg.device:
         cfg = dataclasses.replace(cfg, device=device)

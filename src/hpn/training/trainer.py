@@ -8,8 +8,11 @@ split is evaluated once, at the end, on the model selected on validation.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import io
+import json
 import math
 import platform
 import random
@@ -30,7 +33,8 @@ from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.functional import unit
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training import distributed as dist_
-from hpn.training.config import HeadConfig, RunConfig, to_dict
+from hpn.training.checkpoint import RunLock
+from hpn.training.config import HeadConfig, RunConfig, config_changes, from_dict, to_dict
 from hpn.training.progress import ProgressBar, TensorBoardLog
 
 
@@ -98,8 +102,6 @@ def make_prototypes(
     if cfg.prototypes == "data":
         if train is None:
             raise ValueError("prototypes 'data' need the training split")
-        if cfg.spread_steps < 0:
-            raise ValueError(f"head.spread_steps must be >= 0, got {cfg.spread_steps}")
         from hpn.prototypes import data_prior
 
         batches = iterate_batches(train, in_batches(range(len(train)), 4096))
@@ -202,8 +204,6 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> d
     """
     if cfg.assignment == "static":
         return {"kind": "static"}
-    if cfg.assignment_every < 1:
-        raise ValueError(f"head.assignment_every must be >= 1 epoch, got {cfg.assignment_every}")
     head.enable_dynamic_assignment(cfg.assignment_momentum)
     method = assignment.resolve_method(head.num_classes)
     return {
@@ -405,6 +405,31 @@ def _scheduler(opt: torch.optim.Optimizer, kind: str, epochs: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
+def _fit_schedule(sched, kind: str, epochs: int) -> None:
+    """Stretch a loaded schedule to ``epochs`` (a resume may add epochs); a no-op when the
+    length is unchanged, so an interrupted run resumes exactly."""
+    if kind == "cosine":
+        sched.T_max = max(epochs, 1)
+    elif kind == "step":
+        sched.milestones = collections.Counter([int(epochs * 0.5), int(epochs * 0.75)])
+
+
+def _record_resume(out: Path, cfg: RunConfig, epoch: int) -> None:
+    """Rewrite ``config.json`` with the resumed config and append what changed, and when, to
+    ``resumes.json``."""
+    saved = from_dict(
+        RunConfig, {**json.loads((out / "config.json").read_text()), "out_dir": cfg.out_dir}
+    )
+    changes = {k: list(v) for k, v in config_changes(saved, cfg).items()}
+    history_file = out / "resumes.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history.append(
+        {"at_epoch": epoch, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes}
+    )
+    atomic_write_json(history_file, history)
+    atomic_write_json(out / "config.json", to_dict(cfg))
+
+
 def _select(task: str, metric: str) -> tuple[str, bool]:
     """(column, higher_is_better) of the validation metric that picks the best epoch."""
     if metric == "auto":
@@ -468,8 +493,19 @@ def train(
     batch is split across ranks, metrics are reduced and only rank 0 writes.
     """
     ctx = dist_.context()
-    if not ctx.main:
-        log = _silent
+    lock = RunLock(cfg.out_dir) if ctx.main else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, splits, backbone, resume, log if ctx.main else _silent, ctx)
+
+
+def _train(
+    cfg: RunConfig,
+    splits: DataSplits,
+    backbone: nn.Module,
+    resume: bool,
+    log,
+    ctx: dist_.Context,
+) -> dict:
     out = Path(cfg.out_dir)
     last, best_path = out / "last.pt", out / "best.pt"
     if last.exists() and not resume:
@@ -479,14 +515,10 @@ def train(
     if resume and not last.exists():
         raise FileNotFoundError(f"nothing to resume: {last} does not exist")
     check_finite_inputs(splits)
-    if cfg.optim.patience is not None and cfg.optim.patience < 1:
-        raise ValueError(f"optim.patience must be >= 1 epoch, got {cfg.optim.patience}")
     _seed_everything(cfg.seed)
     head, head_info = build_head(cfg.head, splits, backbone.out_features)
     net = Network(backbone, head, splits.task).to(cfg.device)
     oc = cfg.optim
-    if oc.batch_size < 1:
-        raise ValueError(f"optim.batch_size must be >= 1, got {oc.batch_size}")
     params = [p for p in net.parameters() if p.requires_grad]
     if oc.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
@@ -504,6 +536,9 @@ def train(
         _set_rng_state(state["rng"])
         start_epoch, best, rows = state["epoch"] + 1, state["best"], state["rows"]
         best_epoch = state.get("best_epoch", start_epoch)
+        _fit_schedule(sched, oc.schedule, oc.epochs)
+        if ctx.main:
+            _record_resume(out, cfg, start_epoch)
         log(f"resumed {out} at epoch {start_epoch}")
     else:
         if head_info.get("assignment", {}).get("init"):
