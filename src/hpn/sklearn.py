@@ -53,6 +53,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
+    from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as err:  # pragma: no cover - depends on the environment
@@ -139,8 +140,13 @@ class _Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
-    def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.head.loss(self.body(x), target, reduction="mean")
+    def loss(
+        self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean loss over the batch; with (N,) ``weight``, the mean of weight * loss."""
+        if weight is None:
+            return self.head.loss(self.body(x), target, reduction="mean")
+        return (self.head.loss(self.body(x), target, reduction="none") * weight).mean()
 
     def squared_weights(self) -> torch.Tensor:
         """Sum of squared Linear weights (no biases), the L2 term of ``alpha``."""
@@ -178,6 +184,23 @@ def _torch_threads(n: int):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def _sample_weights(owner: str, sample_weight, n: int) -> np.ndarray | None:
+    """(n,) float64 non-negative sample weights with a positive sum, or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(f"{owner}: sample_weight has shape {w.shape}, expected ({n},)")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(
+            f"{owner}: sample_weight must be finite, >= 0 and not all zero "
+            f"(min {w.min():.4g}, sum {w.sum():.4g})"
+        )
+    return w
 
 
 class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
@@ -243,19 +266,30 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
             width = h
         return _Network(nn.Sequential(*layers), make_head(width))
 
-    def _train(self, X: np.ndarray, target: torch.Tensor, make_head, seed: int, stratify):
-        """Fit ``model_`` on (X, target); sets loss_curve_, n_iter_ and validation attributes."""
+    def _train(
+        self, X: np.ndarray, target: torch.Tensor, make_head, seed: int, stratify, weight=None
+    ):
+        """Fit ``model_`` on (X, target); sets loss_curve_, n_iter_ and validation attributes.
+
+        ``weight``: None, or (n_samples,) positive sample weights (from ``sample_weight`` and
+        ``class_weight``), rescaled here to mean 1 over the training rows so that each batch's
+        loss is the mean of weight * loss and equal weights train exactly as no weights.
+        """
         sizes = self._check_params()
         with _torch_threads(_n_threads(self.n_jobs, type(self).__name__)):
-            return self._train_loop(X, target, make_head, seed, stratify, sizes)
+            return self._train_loop(X, target, make_head, seed, stratify, sizes, weight)
 
-    def _train_loop(self, X, target, make_head, seed, stratify, sizes):
-        X_train, target_train = X, target
-        X_val = target_val = None
+    def _train_loop(self, X, target, make_head, seed, stratify, sizes, weight=None):
+        X_train, target_train, w_train = X, target, weight
+        X_val = target_val = w_val = None
         if self.early_stopping:
             idx_train, idx_val = self._split(len(X), seed, stratify)
             X_train, target_train = X[idx_train], target[idx_train]
             X_val, target_val = X[idx_val], target[idx_val]
+            if weight is not None:
+                w_train, w_val = weight[idx_train], weight[idx_val]
+        if w_train is not None:
+            w_train = torch.as_tensor(w_train / w_train.mean(), dtype=torch.float32)
         # Initialise from the seed without touching the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -282,7 +316,8 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
             total = 0.0
             for rows in training_batches(order, batch):  # no batch of one (batch norm)
                 optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(xs[rows], target_train[rows])
+                batch_weight = None if w_train is None else w_train[rows]
+                loss = model.loss(xs[rows], target_train[rows], batch_weight)
                 if alpha:
                     # As MLPClassifier: 0.5 * alpha * ||W||^2 divided by the batch size.
                     loss = loss + 0.5 * alpha * model.squared_weights() / len(rows)
@@ -298,7 +333,7 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
             self.loss_curve_.append(epoch_loss)
             if self.early_stopping:
                 self.model_ = model
-                score = float(self.score(X_val, self._decode(target_val)))
+                score = float(self.score(X_val, self._decode(target_val), sample_weight=w_val))
                 if np.isnan(score):  # R^2 of a single held-out row
                     score = -np.inf
                 model.train()
@@ -441,6 +476,12 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             :func:`hpn.functional.default_scale` of K.
         output_norm: ``"none"`` (the paper) or ``"batchnorm"``, a batch norm on the output z
             before it is normalised (``hpn train``'s ``head.output_norm``).
+        class_weight: None, ``"balanced"`` (weights n_samples / (n_classes * count(c))) or a
+            dict {label: weight}; multiplies ``fit``'s ``sample_weight``, as in scikit-learn.
+
+    ``partial_fit`` and ``warm_start`` are not offered: the prototypes, and above 101 classes
+    the data prior, are fixed from the whole training set before the first step, so a model
+    cannot take new classes or data incrementally without changing its output space; refit.
 
     Attributes:
         classes_: the sorted class labels.
@@ -487,9 +528,11 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         assignment="static",
         scale=None,
         output_norm="none",
+        class_weight=None,
     ):
         self.prototype_dims = prototype_dims
         self.output_norm = output_norm
+        self.class_weight = class_weight
         self.prototypes = prototypes
         self.loss = loss
         self.scale = scale
@@ -547,6 +590,12 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
                 return p.numpy().astype(np.float32)
             options = {}
             if method == "semantic":
+                if not all(isinstance(c, str) for c in self.classes_):
+                    raise ValueError(
+                        f"{name}: prototypes='semantic' embeds the class labels as names, but y "
+                        f"holds {type(self.classes_[0]).__name__} labels ({self.classes_[0]!r}, "
+                        "...); fit with the class names as labels"
+                    )
                 options["class_names"] = [str(c) for c in self.classes_]
             try:
                 p = _protos.generate(n_classes, dims, method=method, seed=seed, **options)
@@ -573,8 +622,15 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             raise ValueError(f"{name}: prototypes must be finite non-zero rows")
         return (p / norms).astype(np.float32)
 
-    def fit(self, X, y):
-        """Fit the network to (X, y); y may hold labels of any type. Returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to (X, y); y may hold labels of any type. Returns self.
+
+        Args:
+            X: (n_samples, n_features) inputs.
+            y: (n_samples,) class labels.
+            sample_weight: None or (n_samples,) non-negative weights: each example's loss is
+                multiplied by its weight (times ``class_weight``'s weight of its class).
+        """
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32))
         check_classification_targets(y)
         self._check_params()
@@ -611,7 +667,8 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             return head
 
         target = torch.as_tensor(labels, dtype=torch.long)
-        self._train(X, target, make_head, seed, stratify=labels)
+        weight = self._weights(sample_weight, y)
+        self._train(X, target, make_head, seed, stratify=labels, weight=weight)
         # with dynamic assignment row i is the prototype classes_[i] ended up owning
         self.prototypes_ = self.model_.head.prototypes.detach().cpu().numpy().copy()
         head = self.model_.head
@@ -621,6 +678,21 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             "scale": head.scale if head.loss_kind == "softmax" else None,
         }
         return self
+
+    def _weights(self, sample_weight, y) -> np.ndarray | None:
+        name = type(self).__name__
+        weight = _sample_weights(name, sample_weight, len(y))
+        if self.class_weight is None:
+            return weight
+        if not (self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+            raise ValueError(
+                f"{name}: class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
+            )
+        try:
+            per_class = compute_sample_weight(self.class_weight, y)
+        except ValueError as err:
+            raise ValueError(f"{name}: class_weight {self.class_weight!r}: {err}") from None
+        return per_class if weight is None else per_class * weight
 
     @torch.no_grad()
     def _before_training(self, model, x, target) -> None:
@@ -733,8 +805,13 @@ class HPNRegressor(RegressorMixin, _BaseHPN):
         self.verbose = verbose
         self.n_jobs = n_jobs
 
-    def fit(self, X, y):
-        """Fit the network to (X, y) with 1-d numeric y. Returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to (X, y) with 1-d numeric y. Returns self.
+
+        ``sample_weight``: None or (n_samples,) non-negative weights of each example's loss.
+        ``partial_fit`` and ``warm_start`` are not offered: the poles' bounds come from the
+        whole training target before the first step.
+        """
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True)
         self._check_params()
         dims = self._check_dims(self.prototype_dims)
@@ -756,7 +833,8 @@ class HPNRegressor(RegressorMixin, _BaseHPN):
             return PrototypeRegressor(dims, low, high, in_features=width, pole=pole)
 
         target = torch.from_numpy(y)
-        return self._train(X, target, make_head, self._seed(), stratify=None)
+        weight = _sample_weights(type(self).__name__, sample_weight, len(y))
+        return self._train(X, target, make_head, self._seed(), stratify=None, weight=weight)
 
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         return target.numpy()
