@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -128,3 +129,46 @@ def test_overrides_may_follow_options_and_stray_arguments_are_refused(
     assert seen["overrides"] == ["device=cuda", "optim.epochs=3"] and seen["jobs"] == 3
     assert cli.main([*args, "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_file_is_written_before_the_report_and_large_reports_are_estimates(
+    tmp_path, capsys, monkeypatch
+):
+    from hpn import prototypes as protos
+
+    out = tmp_path / "codes.npy"
+    assert (
+        main(
+            [
+                "prototypes",
+                "-k",
+                "5000",
+                "-d",
+                "64",
+                "--method",
+                "code",
+                "-o",
+                str(out),
+                "--report-mode",
+                "estimate",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "guaranteed       cos <= +0.250000" in text and "estimate from 4096 sampled rows" in text
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["report"]["estimated"] and meta["report"]["sampled_rows"] == 4096
+    assert meta["report"]["worst_cosine"] <= 0.25 + 1e-6  # the code's guarantee holds
+
+    def broken(*_args, **_kwargs):
+        raise KeyboardInterrupt  # e.g. the user gave up waiting for the report
+
+    monkeypatch.setattr(protos, "report", broken)
+    again = tmp_path / "again.npy"
+    assert main(["prototypes", "-k", "300", "-d", "8", "-o", str(again)]) == 130
+    assert again.is_file() and json.loads(again.with_suffix(".json").read_text())["report"] is None
+    assert (
+        main(["prototypes", "-k", "300", "-d", "8", "-o", str(tmp_path / "n.npy"), "--no-report"])
+        == 0
+    )

@@ -70,16 +70,41 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         device=args.device,
     )
-    rep = protos.report(built.prototypes)
-    path = built.save(args.output, with_report=rep)
+    path = built.save(args.output)  # first: the report may take long at large K
     print(f"method           {built.method}  (seed {built.seed}, {built.seconds:.2f} s)")
+    if "max_cosine" in built.info:
+        print(f"guaranteed       cos <= {built.info['max_cosine']:+.6f}  ({built.info['name']})")
+    print(f"saved            {path} (+ {path.with_suffix('.json').name})", flush=True)
+    if args.no_report:
+        return 0
+    rep = _report_with_progress(built.prototypes, args.report_mode)
+    built.save(args.output, with_report=rep)  # the sidecar now holds the report too
     print(rep)
     if "rank_correlation" in built.info:
         print(
             f"rank correlation {built.info['rank_correlation']:+.4f}  (prototype vs embedding similarity order)"
         )
-    print(f"saved            {path} (+ {path.with_suffix('.json').name})")
     return 0
+
+
+def _report_with_progress(prototypes, mode: str):
+    """The quality report with a progress bar on stderr (drawn only on a terminal)."""
+    from hpn import prototypes as protos
+    from hpn.training.progress import ProgressBar
+
+    exact = {"auto": None, "exact": True, "estimate": False}[mode]
+    bar: ProgressBar | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ProgressBar(total, "report", stream=sys.stderr)
+        bar.update(done, done - bar.examples)
+
+    rep = protos.report(prototypes, exact=exact, progress=progress)
+    if bar is not None:
+        bar.close()
+    return rep
 
 
 def _resume_folder(args: argparse.Namespace) -> str:
@@ -281,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto|random|hpn|optimized|simplex|orthoplex|polygon|e8|code|semantic",
     )
     pro.add_argument("--seed", type=int, default=0)
+    pro.add_argument(
+        "--report-mode",
+        choices=["auto", "exact", "estimate"],
+        default="auto",
+        help="quality report: exact all pairs, or estimated from 4,096 sampled rows; auto: "
+        "exact up to 200,000 prototypes",
+    )
+    pro.add_argument(
+        "--no-report", action="store_true", help="write the file without the quality report"
+    )
     pro.add_argument("--classes", help="text file with one class name per line")
     pro.add_argument(
         "-o", "--output", help="output .npy file (a .json sidecar is written beside it)"
