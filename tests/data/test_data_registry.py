@@ -12,6 +12,7 @@ NAMES = [
     "cifar100",
     "clusters",
     "fashion_mnist",
+    "glyphs",
     "idx",
     "image_folders",
     "mnist5k",

@@ -241,4 +241,4 @@ def test_bad_constructor_arguments_raise_value_error():
 
 
 def test_registry_lists_exactly_the_documented_backbones():
-    assert sorted(BACKBONES) == ["convnet", "densenet121", "mlp", "resnet32"]
+    assert sorted(BACKBONES) == ["convnet", "densenet121", "glyphnet", "mlp", "resnet32"]

@@ -12,6 +12,7 @@ name                       source (options are the function's keyword arguments)
 ``cifar100``               :func:`hpn.data.cifar.load_cifar100` (needs ``folder``)
 ``image_folders``          :func:`hpn.data.folders.load_image_folders` (needs ``root``)
 ``omniart``                :func:`hpn.data.omniart.load_omniart`
+``glyphs``                 :func:`hpn.data.glyphs.load_glyphs` (printed characters, fonts)
 =========================  ===============================================================
 
 Every source takes ``seed``. Names are matched case-insensitively, with ``-`` read as ``_``.
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from hpn.data.base import DataSplits
 from hpn.data.cifar import load_cifar100
 from hpn.data.folders import load_image_folders
+from hpn.data.glyphs import load_glyphs
 from hpn.data.mnist import FASHION_MNIST_FOLDER, load_fashion_mnist, load_idx_folder, load_mnist5k
 from hpn.data.omniart import load_omniart
 from hpn.data.rotated import rotated_digits
@@ -73,6 +75,7 @@ SOURCES: dict[str, Callable[..., DataSplits]] = {
     "cifar100": load_cifar100,
     "image_folders": load_image_folders,
     "omniart": load_omniart,
+    "glyphs": load_glyphs,
 }
 
 

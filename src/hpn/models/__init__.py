@@ -12,6 +12,7 @@ name            input                   out_features   parameters (defaults, no 
 ``convnet``     (C, H, W), ~28x28       128            420,448 (C = 1)
 ``resnet32``    (C, H, W), ~32x32       64             463,504 (C = 3, option A)
 ``densenet121`` (C, H, W)               1024           6,946,048 (CIFAR stem, C = 3)
+``glyphnet``    (C, H, W), ~32x32       256            1,210,944 (C = 1)
 =============== ======================= ============== =================================
 
 Example:
@@ -31,6 +32,7 @@ from torch import nn
 
 from hpn.models.convnet import ConvNet, init_weights
 from hpn.models.densenet import DenseNet
+from hpn.models.glyphnet import GlyphNet
 from hpn.models.mlp import MLP
 from hpn.models.resnet import CifarResNet
 
@@ -40,6 +42,7 @@ __all__ = [
     "CifarResNet",
     "ConvNet",
     "DenseNet",
+    "GlyphNet",
     "build_backbone",
     "init_weights",
 ]
@@ -93,12 +96,25 @@ def _densenet121(shape: tuple[int, ...], stem: str = "auto", drop_rate: float = 
     return DenseNet(c, small_input=stem == "cifar", drop_rate=drop_rate)
 
 
+def _glyphnet(
+    shape: tuple[int, ...],
+    features: int = 256,
+    channels: Sequence[int] = (64, 128, 256),
+    convs: int = 2,
+    dropout: float = 0.0,
+) -> nn.Module:
+    n_stages = len(channels) if isinstance(channels, Sequence) else 0
+    c, _, _ = _image_shape("glyphnet", shape, 2**n_stages)
+    return GlyphNet(c, features, channels, convs, dropout)
+
+
 #: Backbone name -> builder ``(input_shape, **options) -> nn.Module``.
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "convnet": _convnet,
     "resnet32": _resnet32,
     "densenet121": _densenet121,
+    "glyphnet": _glyphnet,
 }
 
 
@@ -106,7 +122,7 @@ def build_backbone(name: str, input_shape: Sequence[int], **options) -> nn.Modul
     """Build a backbone by name for inputs of one sample's shape.
 
     Args:
-        name: ``"mlp"``, ``"convnet"``, ``"resnet32"`` or ``"densenet121"``.
+        name: ``"mlp"``, ``"convnet"``, ``"resnet32"``, ``"densenet121"`` or ``"glyphnet"``.
         input_shape: shape of one sample without the batch dimension, e.g. ``(3, 32, 32)``
             (``(C, H, W)`` for the conv nets, anything for the MLP).
         **options: keyword arguments of the chosen backbone:
@@ -117,6 +133,8 @@ def build_backbone(name: str, input_shape: Sequence[int], **options) -> nn.Modul
             - resnet32: ``shortcut="A"`` (zero-padded identity) or ``"B"`` (1x1 projection).
             - densenet121: ``stem="auto"`` (CIFAR stem when H and W <= 64, else ImageNet),
               ``"cifar"`` or ``"imagenet"``; ``drop_rate=0.0``.
+            - glyphnet: ``features=256``, ``channels=(64, 128, 256)``, ``convs=2``,
+              ``dropout=0.0``.
 
     Returns:
         An ``nn.Module`` mapping (N, *input_shape) to (N, ``module.out_features``) features.
