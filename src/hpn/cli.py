@@ -210,6 +210,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.which == "prototypes":
         bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
+    elif args.which == "optima":
+        from hpn.prototypes import known
+
+        print(
+            f"# hpn bench optima: auto against the best known codes, seed {args.seed}; {bench.machine_line()}"
+        )
+        known.print_table(known.compare_auto(seed=args.seed), out=sys.stdout)
     elif args.which == "classification":
         bench.classification_benchmark(
             config=args.config,
@@ -384,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         choices=[
-            "prototypes", "classification", "multitask", "blog", "scale", "fuzz",
+            "prototypes", "optima", "classification", "multitask", "blog", "scale", "fuzz",
             "assignment", "longtail", "transfer", "sklearn",
         ],
     )  # fmt: skip

@@ -103,3 +103,18 @@ def compare_auto(seed: int = 0) -> list[dict]:
             }
         )
     return rows
+
+
+def print_table(rows: list[dict], out=None) -> None:
+    """The rows of :func:`compare_auto` as a Markdown table."""
+    print(
+        "| K | d | best known (deg) | proven | ours: auto (deg) | ours / best | method | time |",
+        file=out,
+    )
+    print("|---|---|---|---|---|---|---|---|", file=out)
+    for r in rows:
+        print(
+            f"| {r['K']} | {r['d']} | {r['best_known_deg']:.4f} | {'yes' if r['proven'] else 'no'} "
+            f"| {r['ours_deg']:.4f} | {r['ratio']:.4f} | {r['method']} | {r['seconds']:.1f} s |",
+            file=out,
+        )
