@@ -159,3 +159,16 @@ def test_cli_reference_lists_every_command():
     for name in commands:
         assert f"## `hpn {name}`" in page
     assert "`--resume`" in page
+
+
+def test_the_readme_python_example_runs():
+    """The README's Python block, executed as written (so it cannot drift from the API)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["cosines"].shape == (64, 100) and namespace["pred"].shape == (64,)
+    assert len(code.strip().splitlines()) <= 15
