@@ -45,6 +45,12 @@ class ClassMeans(nn.Module):
         num_classes: K.
         dims: d.
         momentum: in [0, 1); 0 keeps only the latest batch.
+
+    Example:
+        >>> tracker = ClassMeans(2, 2, momentum=0.5)
+        >>> tracker.update(torch.tensor([[2.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+        >>> tracker.means.tolist(), tracker.seen.tolist()
+        ([[0.5, 0.5], [0.0, 0.0]], [True, False])
     """
 
     def __init__(self, num_classes: int, dims: int, momentum: float = 0.9):
@@ -57,7 +63,12 @@ class ClassMeans(nn.Module):
 
     @torch.no_grad()
     def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
-        """Fold a batch of outputs (N, d) with labels (N,) into the class means."""
+        """Fold a batch of outputs into the class means (outputs are normalised first).
+
+        Args:
+            z: (N, d) outputs (any norm).
+            labels: (N,) int64 class ids in [0, K).
+        """
         k = len(self.means)
         u = unit(z.detach().to(self.means.dtype))
         sums = torch.zeros_like(self.means).index_add_(0, labels, u)
@@ -75,7 +86,13 @@ class ClassMeans(nn.Module):
 
 @dataclass
 class Matching:
-    """Result of :func:`match`: class c takes prototype ``perm[c]``."""
+    """Result of :func:`match`: class c takes prototype ``perm[c]``.
+
+    Attributes:
+        perm: (K,) int64, a permutation of 0..K-1.
+        total_cosine: sum over classes of cos(mean_c, prototype ``perm[c]``).
+        method: ``"hungarian"`` or ``"greedy+hungarian"``.
+    """
 
     perm: torch.Tensor  # (K,) long, a permutation of 0..K-1
     total_cosine: float
@@ -126,7 +143,12 @@ def _greedy(means: torch.Tensor, prototypes: torch.Tensor, candidates: int) -> n
 
 
 def resolve_method(num_classes: int, method: str = "auto") -> str:
-    """The matching :func:`match` runs: ``auto`` is exact up to :data:`HUNGARIAN_MAX` classes."""
+    """The matching :func:`match` runs: ``auto`` is exact up to :data:`HUNGARIAN_MAX` classes.
+
+    Example:
+        >>> resolve_method(10), resolve_method(10_000), resolve_method(10, "greedy")
+        ('hungarian', 'greedy', 'greedy')
+    """
     if method == "auto":
         return "hungarian" if num_classes <= HUNGARIAN_MAX else "greedy"
     return method
@@ -146,6 +168,15 @@ def match(
         method: ``hungarian`` (exact), ``greedy`` (approximate, for very many classes) or
             ``auto`` (exact up to :data:`HUNGARIAN_MAX` classes).
         candidates: prototypes listed per class by the greedy method.
+
+    Returns:
+        A :class:`Matching`: class c takes prototype ``perm[c]``, with the (K,) permutation
+        ``perm``, the total cosine and the method that ran.
+
+    Example:
+        >>> result = match(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.eye(2))
+        >>> result.perm.tolist(), result.total_cosine, result.method
+        ([1, 0], 2.0, 'hungarian')
     """
     if means.shape != prototypes.shape:
         raise ValueError(
@@ -186,7 +217,21 @@ class DynamicAssignment(nn.Module):
         """Match classes to prototypes, write ``base[perm]`` into ``head_prototypes``.
 
         Classes not seen yet enter the matching with their current prototype as their mean,
-        so they keep it unless a seen class needs it. Returns how many classes changed.
+        so they keep it unless a seen class needs it.
+
+        Args:
+            head_prototypes: (K, d) the head's prototype buffer, overwritten in place.
+            means: optional (K, d) class means; default the tracker's running means.
+
+        Returns:
+            How many classes changed prototype.
+
+        Example:
+            >>> dyn = DynamicAssignment(torch.eye(3))
+            >>> dyn.tracker.update(torch.eye(3)[[1, 0, 2]], torch.arange(3))
+            >>> head = torch.eye(3)
+            >>> dyn.reassign(head), dyn.perm.tolist(), head.argmax(dim=1).tolist()
+            (2, [1, 0, 2], [1, 0, 2])
         """
         means = self.tracker.means if means is None else means
         seen = self.tracker.seen[:, None]

@@ -24,15 +24,56 @@ class SoftmaxClassifier(nn.Module):
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The class logits.
+
+        Args:
+            features: (N, in_features) backbone features.
+
+        Returns:
+            (N, K) logits; ``argmax(dim=1)`` is the predicted class.
+
+        Example:
+            >>> head = SoftmaxClassifier(8, num_classes=3)
+            >>> head(torch.randn(4, 8)).shape
+            torch.Size([4, 3])
+        """
         return self.fc(features)
 
     def loss(
         self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "mean"
     ) -> torch.Tensor:
+        """Cross-entropy of the logits against the labels, computed in float32.
+
+        Args:
+            features: (N, in_features) backbone features.
+            labels: (N,) int64 class ids in [0, K).
+            reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+        Returns:
+            A scalar, or (N,) per-example losses with ``reduction="none"``.
+
+        Example:
+            >>> head = SoftmaxClassifier(8, num_classes=3)
+            >>> head.loss(torch.randn(4, 8), torch.tensor([0, 1, 2, 0]), "none").shape
+            torch.Size([4])
+        """
         return nnf.cross_entropy(self.fc(features).float(), labels, reduction=reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """The class with the largest logit (no gradient).
+
+        Args:
+            features: (N, in_features) backbone features.
+
+        Returns:
+            (N,) int64 class ids in [0, K).
+
+        Example:
+            >>> head = SoftmaxClassifier(8, num_classes=3)
+            >>> head.predict(torch.randn(4, 8)).shape
+            torch.Size([4])
+        """
         return self.fc(features).argmax(dim=1)
 
 
@@ -48,17 +89,61 @@ class MSERegressor(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The raw output, the prediction on the [-1, 1] scale (not clamped).
+
+        Args:
+            features: (N, in_features) backbone features.
+
+        Returns:
+            (N,) outputs; :meth:`predict` maps them back to target units.
+
+        Example:
+            >>> head = MSERegressor(8, lower=0.0, upper=10.0)
+            >>> head(torch.randn(4, 8)).shape
+            torch.Size([4])
+        """
         return self.fc(features)[:, 0]
 
     def loss(
         self, features: torch.Tensor, y: torch.Tensor, reduction: F.Reduction = "mean"
     ) -> torch.Tensor:
+        """Mean squared error between the output and the target scaled to [-1, 1].
+
+        Args:
+            features: (N, in_features) backbone features.
+            y: (N,) targets in target units; ``lower`` maps to -1 and ``upper`` to 1.
+            reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+        Returns:
+            A scalar, or (N,) per-example losses with ``reduction="none"``.
+
+        Example:
+            >>> head = MSERegressor(8, lower=0.0, upper=10.0)
+            >>> head.loss(torch.randn(4, 8), torch.tensor([0.0, 2.5, 5.0, 10.0])).shape
+            torch.Size([])
+        """
         low, high = self.bounds.tolist()
         r = F.regression_target(y.float(), low, high)
         return nnf.mse_loss(self(features).float(), r, reduction=reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """The prediction in target units (float64, no gradient).
+
+        The output r on the [-1, 1] scale maps back to ``lower + (r + 1) / 2 (upper - lower)``
+        by :func:`hpn.functional.regression_inverse`.
+
+        Args:
+            features: (N, in_features) backbone features.
+
+        Returns:
+            (N,) float64 predictions.
+
+        Example:
+            >>> head = MSERegressor(8, lower=0.0, upper=10.0)
+            >>> head.predict(torch.randn(4, 8)).dtype
+            torch.float64
+        """
         low, high = self.bounds.tolist()
         return F.regression_inverse(self(features).double(), low, high)
 
@@ -88,6 +173,23 @@ class MultiTaskBaseline(nn.Module):
         y: torch.Tensor,
         reduction: F.Reduction = "mean",
     ) -> torch.Tensor:
+        """``t`` times the cross-entropy plus ``1 - t`` times the MSE, ``t = task_weight``.
+
+        Args:
+            features: (N, in_features) backbone features.
+            labels: (N,) int64 class ids in [0, K).
+            y: (N,) regression targets in target units.
+            reduction: ``"mean"``, ``"sum"`` or ``"none"``, applied to both terms.
+
+        Returns:
+            A scalar, or (N,) per-example losses with ``reduction="none"``.
+
+        Example:
+            >>> head = MultiTaskBaseline(8, num_classes=3, lower=0.0, upper=1.0)
+            >>> x, labels, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0]), torch.rand(4)
+            >>> head.loss(x, labels, y, reduction="none").shape
+            torch.Size([4])
+        """
         return F.multitask_loss(
             self.classifier.loss(features, labels, reduction),
             self.regressor.loss(features, y, reduction),
@@ -96,4 +198,19 @@ class MultiTaskBaseline(nn.Module):
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted class and value (no gradient).
+
+        Args:
+            features: (N, in_features) backbone features.
+
+        Returns:
+            ``(labels, values)``: (N,) int64 class ids in [0, K) and (N,) float64 values in
+            target units.
+
+        Example:
+            >>> head = MultiTaskBaseline(8, num_classes=3, lower=0.0, upper=1.0)
+            >>> labels, values = head.predict(torch.randn(4, 8))
+            >>> labels.shape, values.shape
+            (torch.Size([4]), torch.Size([4]))
+        """
         return self.classifier.predict(features), self.regressor.predict(features)

@@ -29,14 +29,43 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_write_bytes`.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     atomic_write_text(Path(tmp) / "a" / "note.txt", "hi")
+        ...     (Path(tmp) / "a" / "note.txt").read_text()
+        'hi'
+    """
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON (and a final newline) to ``path`` atomically.
+
+    Values JSON cannot hold (paths, dates...) are written as their ``str``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     atomic_write_json(Path(tmp) / "run.json", {"folder": Path("runs")})
+        ...     json.loads((Path(tmp) / "run.json").read_text())
+        {'folder': 'runs'}
+    """
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically: serialised in memory, then written.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     atomic_torch_save(Path(tmp) / "p.pt", {"w": torch.ones(2)})
+        ...     torch.load(Path(tmp) / "p.pt")["w"].tolist()
+        [1.0, 1.0]
+    """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())

@@ -200,7 +200,15 @@ TARGETS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object]]] = {
 
 @dataclass
 class FuzzResult:
-    """Outcome counts of one reader's mutants."""
+    """Outcome counts of one reader's mutants.
+
+    Attributes:
+        reader: the reader's name (a key of the targets).
+        tried: mutants fed to it.
+        loaded: mutants it loaded without an error.
+        clean_errors: mutants it rejected with one of :data:`CLEAN_ERRORS`.
+        unexpected: any other exception, as ``"mutation: Type: message"`` (a bug).
+    """
 
     reader: str
     tried: int = 0
@@ -236,6 +244,18 @@ def fuzz(per_mutation: int = 20, seed: int = 0, targets: dict | None = None) -> 
 
 
 def print_table(results: list[FuzzResult], out=None) -> None:
+    """Print the results as a Markdown table, then up to five unexpected errors per reader.
+
+    Args:
+        results: what :func:`fuzz` returned.
+        out: a text stream; None: ``sys.stdout``.
+
+    Example:
+        >>> print_table([FuzzResult("prototypes", tried=3, loaded=1, clean_errors=2)])
+        | reader | mutants | loaded | clean one-line error | other exception |
+        |---|---|---|---|---|
+        | prototypes | 3 | 1 | 2 | 0 |
+    """
     print("| reader | mutants | loaded | clean one-line error | other exception |", file=out)
     print("|---|---|---|---|---|", file=out)
     for r in results:

@@ -501,7 +501,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
     Example:
         >>> from sklearn.datasets import load_iris
         >>> X, y = load_iris(return_X_y=True)
-        >>> clf = HPNClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+        >>> clf = HPNClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0)
         >>> clf = clf.fit((X - X.mean(0)) / X.std(0), y)
         >>> clf.prototypes_.shape, clf.decision_function(X[:4]).shape
         ((3, 2), (4, 3))
@@ -758,19 +758,45 @@ class HPNRegressor(RegressorMixin, _BaseHPN):
     Parameters:
         prototype_dims: d >= 2, the output dimension (the paper uses 2 and 3; 2 is the
             default).
-        hidden_layer_sizes, activation, max_iter, batch_size, learning_rate_init, alpha,
-        early_stopping, validation_fraction, n_iter_no_change, tol, random_state, verbose,
-        n_jobs:
-            as in :class:`HPNClassifier`; early stopping watches the validation R^2 (the split
-            is not stratified). There is no ``output_norm``: on a linear target it cut the
-            training R^2 from 0.97 to 0.65.
+        hidden_layer_sizes: as in :class:`HPNClassifier`.
+        activation: as in :class:`HPNClassifier`.
+        max_iter: as in :class:`HPNClassifier`.
+        batch_size: as in :class:`HPNClassifier`.
+        learning_rate_init: as in :class:`HPNClassifier`.
+        alpha: as in :class:`HPNClassifier`.
+        early_stopping: as in :class:`HPNClassifier`, but watching the validation R^2 (the
+            split is not stratified).
+        validation_fraction: as in :class:`HPNClassifier`.
+        n_iter_no_change: as in :class:`HPNClassifier`.
+        tol: as in :class:`HPNClassifier`.
+        random_state: as in :class:`HPNClassifier`.
+        verbose: as in :class:`HPNClassifier`.
+        n_jobs: as in :class:`HPNClassifier`.
+
+    There is no ``output_norm``: on a linear target it cut the training R^2 from 0.97 to 0.65.
 
     Attributes:
         bounds_: (v_l, v_u), the smallest and largest training target.
         prototypes_: (2, d) float32 array, rows -p_u (for v_l) and p_u (for v_u).
-        n_features_in_, model_, n_iter_, loss_curve_, best_loss_, validation_scores_,
-        best_validation_score_: as in :class:`HPNClassifier`; ``model_(x)`` gives the (N,)
+        n_features_in_: as in every sklearn estimator.
+        feature_names_in_: as in every sklearn estimator.
+        model_: the fitted ``torch.nn.Module`` (CPU, eval mode); ``model_(x)`` gives the (N,)
             cosines to p_u.
+        n_iter_: as in :class:`HPNClassifier`.
+        loss_curve_: as in :class:`HPNClassifier`.
+        best_loss_: as in :class:`HPNClassifier`.
+        validation_scores_: validation R^2 of every epoch (None without early stopping).
+        best_validation_score_: the best of them (None without early stopping).
+
+    Example:
+        >>> X = np.linspace(-1, 1, 40)[:, None]
+        >>> y = 3 * X[:, 0] + 5
+        >>> reg = HPNRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0)
+        >>> pred = reg.fit(X, y).predict(X)
+        >>> reg.bounds_, reg.prototypes_.shape, bool(2 <= pred.min() and pred.max() <= 8)
+        ((2.0, 8.0), (2, 2), True)
+        >>> bool(reg.score(X, y) > 0.9)
+        True
     """
 
     def __init__(

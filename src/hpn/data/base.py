@@ -44,7 +44,22 @@ class TensorDataset(Dataset):
 
     def get_batch(self, indices) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Items ``indices`` as one batch, as a DataLoader would collate them, in one
-        indexing operation instead of one per item (the transform still runs per item)."""
+        indexing operation instead of one per item (the transform still runs per item).
+
+        Args:
+            indices: M row indices (a list or an int64 tensor).
+
+        Returns:
+            ``(x, targets)``: float32 inputs (M, ...) (uint8 scaled to [0, 1]) and a dict of
+            (M,) targets.
+
+        Example:
+            >>> images = torch.zeros(5, 2, dtype=torch.uint8)
+            >>> data = TensorDataset(images, {"label": torch.arange(5)})
+            >>> x, target = data.get_batch([3, 1])
+            >>> x.shape, x.dtype, target["label"].tolist()
+            (torch.Size([2, 2]), torch.float32, [3, 1])
+        """
         index = torch.as_tensor(indices, dtype=torch.long)
         x = self.inputs[index]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -53,6 +68,20 @@ class TensorDataset(Dataset):
         return x, {key: value[index] for key, value in self.targets.items()}
 
     def subset(self, indices: torch.Tensor) -> TensorDataset:
+        """A new dataset of the rows ``indices``, with the same transform.
+
+        Args:
+            indices: (M,) int64 row indices (or an (N,) bool mask) into the N rows.
+
+        Returns:
+            A :class:`TensorDataset` of M rows; inputs and targets are indexed copies.
+
+        Example:
+            >>> data = TensorDataset(torch.arange(5.0)[:, None], {"label": torch.arange(5)})
+            >>> part = data.subset(torch.tensor([4, 0]))
+            >>> len(part), part.targets["label"].tolist()
+            (2, [4, 0])
+        """
         return TensorDataset(
             self.inputs[indices], {k: v[indices] for k, v in self.targets.items()}, self.transform
         )
@@ -112,7 +141,23 @@ class DataSplits:
 def split_train_val(
     data: TensorDataset, val_fraction: float, seed: int
 ) -> tuple[TensorDataset, TensorDataset]:
-    """Seeded split of training data into train and validation parts."""
+    """Seeded split of training data into train and validation parts.
+
+    Args:
+        data: N rows.
+        val_fraction: share of rows for validation, in (0, 1); at least one row.
+        seed: seed of the permutation.
+
+    Returns:
+        ``(train, val)``: disjoint subsets of ``round(N * val_fraction)`` validation rows and
+        the rest (not stratified: see :func:`stratified_split`).
+
+    Example:
+        >>> data = TensorDataset(torch.zeros(10, 3), {"label": torch.arange(10)})
+        >>> train, val = split_train_val(data, 0.2, seed=0)
+        >>> len(train), len(val)
+        (8, 2)
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n_val = max(1, round(len(data) * val_fraction))
@@ -135,6 +180,11 @@ def stratified_split(
 
     Returns:
         ``(kept, held)``: sorted int64 index tensors, disjoint, together ``0..N-1``.
+
+    Example:
+        >>> kept, held = stratified_split(torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, seed=0)
+        >>> kept.tolist(), held.tolist()
+        ([1, 2, 3, 5, 6, 7], [0, 4])
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
@@ -180,6 +230,11 @@ def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Itera
     A dataset with ``get_batch`` (:class:`TensorDataset`) is indexed once per batch; any
     other map-style dataset goes through a ``DataLoader`` with those batches, so both give
     the same tensors.
+
+    Example:
+        >>> data = TensorDataset(torch.zeros(5, 3), {"label": torch.arange(5)})
+        >>> [(tuple(x.shape), t["label"].tolist()) for x, t in iterate_batches(data, [[0, 1], [4]])]
+        [((2, 3), [0, 1]), ((1, 3), [4])]
     """
     if hasattr(dataset, "get_batch"):
         for indices in batches:
@@ -190,13 +245,23 @@ def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Itera
 
 def in_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
     """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter);
-    e.g. ``in_batches(range(len(data)), 256)`` for one pass in order."""
+    e.g. ``in_batches(range(len(data)), 256)`` for one pass in order.
+
+    Example:
+        >>> in_batches([0, 1, 2, 3, 4], 2)
+        [[0, 1], [2, 3], [4]]
+    """
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
 def training_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
     """:func:`in_batches`, except that a last batch of one example joins the batch before
-    it: batch norm cannot train on a batch of one, and no example is dropped."""
+    it: batch norm cannot train on a batch of one, and no example is dropped.
+
+    Example:
+        >>> training_batches([0, 1, 2, 3, 4], 2)
+        [[0, 1], [2, 3, 4]]
+    """
     batches = in_batches(indices, batch_size)
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [indices[(len(batches) - 2) * batch_size :]]

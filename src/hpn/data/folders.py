@@ -115,7 +115,14 @@ class ImageFileDataset(Dataset):
         return x, {key: value[index] for key, value in self.targets.items()}
 
     def subset(self, indices: torch.Tensor) -> ImageFileDataset:
-        """The items at ``indices`` (same image size and transform)."""
+        """The items at ``indices`` (same image size and transform).
+
+        Args:
+            indices: (M,) int64 indices into the N images (a tensor or a list).
+
+        Returns:
+            An :class:`ImageFileDataset` of M images; no image is read.
+        """
         indices = torch.as_tensor(indices, dtype=torch.long)
         return ImageFileDataset(
             [self.paths[i] for i in indices.tolist()],

@@ -20,6 +20,20 @@ GROUPS = {"many": (101, math.inf), "medium": (20, 100), "few": (0, 19)}
 
 
 def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Examples per class.
+
+    Args:
+        labels: (N,) int64 class ids in [0, K) (a tensor or anything ``torch.as_tensor``
+            takes).
+        num_classes: K; classes without examples count 0.
+
+    Returns:
+        (K,) int64 counts (longer than K if a label is >= K).
+
+    Example:
+        >>> class_counts(torch.tensor([0, 2, 2, 0, 2]), 4).tolist()
+        [2, 0, 3, 0]
+    """
     return torch.bincount(torch.as_tensor(labels), minlength=num_classes)
 
 
@@ -74,7 +88,21 @@ def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSpli
 
 
 def group_accuracy(recall: torch.Tensor, train_counts: torch.Tensor) -> dict[str, float | None]:
-    """Mean per-class accuracy over the many / medium / few-shot classes (None: no class)."""
+    """Mean per-class accuracy over the many / medium / few-shot classes (None: no class).
+
+    Args:
+        recall: (K,) accuracy of each class on the test split.
+        train_counts: (K,) training examples of each class (:func:`class_counts`); the
+            groups are :data:`GROUPS`.
+
+    Returns:
+        ``{"many": ..., "medium": ..., "few": ...}``.
+
+    Example:
+        >>> acc = group_accuracy(torch.tensor([0.75, 0.5, 0.25]), torch.tensor([500, 50, 5]))
+        >>> acc == {"many": 0.75, "medium": 0.5, "few": 0.25}
+        True
+    """
     out: dict[str, float | None] = {}
     for name, (low, high) in GROUPS.items():
         members = (train_counts >= low) & (train_counts <= high)

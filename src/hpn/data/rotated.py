@@ -33,6 +33,12 @@ def rotate_images(images: torch.Tensor, angles: torch.Tensor, chunk: int = 4096)
 
     Returns:
         (N, C, H, W) rotated images of the input dtype (uint8 is rounded and clamped).
+
+    Example:
+        >>> x = torch.zeros(1, 1, 3, 3, dtype=torch.uint8)
+        >>> x[0, 0, 0, 1] = 255  # top middle
+        >>> rotate_images(x, torch.tensor([90.0]))[0, 0].tolist()  # now left middle
+        [[0, 0, 0], [255, 0, 0], [0, 0, 0]]
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")

@@ -31,6 +31,10 @@ def default_std(num_classes: int) -> float:
 
     Returns:
         The standard deviation.
+
+    Example:
+        >>> default_std(10), round(default_std(50), 2), default_std(1000)
+        (3.0, 2.65, 1.25)
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -48,6 +52,11 @@ def cluster_centres(num_classes: int, dims: int = 300, seed: int = 0) -> torch.T
 
     Returns:
         (K, d) float32 centres, uniform in ``[-1, 1]``.
+
+    Example:
+        >>> centres = cluster_centres(4, dims=3)
+        >>> centres.shape, bool(centres.abs().max() <= 1)
+        (torch.Size([4, 3]), True)
     """
     centre_stream, _ = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(centre_stream)

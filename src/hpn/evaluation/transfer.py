@@ -40,6 +40,17 @@ def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
 
     Computed from per-class sums of unit vectors, O(N F): the mean cosine over the distinct
     pairs of a set S of unit vectors is (|sum S|^2 - |S|) / (|S| (|S| - 1)).
+
+    Args:
+        features: (N, F) features (any norm), N >= 2.
+        labels: (N,) int64 class ids; at least one class has two examples.
+
+    Returns:
+        R^2; 1 when every class collapses to one direction.
+
+    Example:
+        >>> class_separation(torch.eye(2)[[0, 0, 1, 1]], torch.tensor([0, 0, 1, 1]))
+        1.0
     """
     u = unit(features.double())
     n = len(u)
@@ -67,7 +78,29 @@ def linear_probe(
     weight_decay: float = 1e-4,
     steps: int = 200,
 ) -> float:
-    """Test accuracy of a multinomial logistic regression fitted on frozen features."""
+    """Test accuracy of a multinomial logistic regression fitted on frozen features.
+
+    Features are standardised with the training mean and standard deviation; the
+    regression (L-BFGS, float64, L2 penalty ``weight_decay * ||W||^2``) has
+    ``K = max label + 1`` classes.
+
+    Args:
+        train_x: (N, F) training features.
+        train_y: (N,) int64 training labels.
+        test_x: (M, F) test features.
+        test_y: (M,) int64 test labels.
+        weight_decay: L2 penalty on the weights (not the bias).
+        steps: L-BFGS iterations.
+
+    Returns:
+        The fraction of test rows predicted right, in [0, 1].
+
+    Example:
+        >>> x = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> linear_probe(x, y, x, y)
+        1.0
+    """
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xtr, xte = ((train_x - mean) / std).double(), ((test_x - mean) / std).double()
     k = int(max(train_y.max(), test_y.max())) + 1

@@ -33,6 +33,13 @@ class DenseLayer(nn.Module):
         self.drop_rate = drop_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) maps -> (N, C + growth_rate, H, W): the input, then the new maps.
+
+        Example:
+            >>> layer = DenseLayer(8, growth_rate=4, bn_size=2, drop_rate=0.0)
+            >>> layer(torch.randn(2, 8, 5, 5)).shape
+            torch.Size([2, 12, 5, 5])
+        """
         new = F.dropout(self.layers(x), self.drop_rate, self.training)
         return torch.cat([x, new], dim=1)
 

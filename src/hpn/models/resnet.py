@@ -21,6 +21,16 @@ class PadShortcut(nn.Module):
         self.pad = planes - in_planes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_planes, H, W) -> (N, planes, ceil(H / stride), ceil(W / stride)).
+
+        Every ``stride``-th row and column is kept; the ``planes - in_planes`` new channels,
+        split evenly before and after the old ones, are zero.
+
+        Example:
+            >>> out = PadShortcut(2, 4, stride=2)(torch.ones(1, 2, 5, 5))
+            >>> out.shape, out.sum(dim=(2, 3)).flatten().tolist()
+            (torch.Size([1, 4, 3, 3]), [0.0, 9.0, 9.0, 0.0])
+        """
         x = x[:, :, :: self.stride, :: self.stride]
         half = self.pad // 2
         return F.pad(x, (0, 0, 0, 0, half, self.pad - half))
@@ -56,6 +66,13 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_planes, H, W) -> (N, planes, ceil(H / stride), ceil(W / stride)), >= 0.
+
+        Example:
+            >>> block = BasicBlock(16, 32, stride=2)
+            >>> block(torch.randn(2, 16, 7, 7)).shape
+            torch.Size([2, 32, 4, 4])
+        """
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))

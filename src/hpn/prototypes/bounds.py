@@ -85,7 +85,12 @@ def levenshtein_function(n: int, s: float) -> float:
 
 
 def levenshtein_bound(num_classes: int, dims: int, tol: float = 1e-10) -> float:
-    """Smallest s with L(dims, s) >= K: no K points in S^(dims-1) have all cosines below it."""
+    """Smallest s with L(dims, s) >= K: no K points in S^(dims-1) have all cosines below it.
+
+    Example:
+        >>> round(levenshtein_bound(4, 3), 6), round(levenshtein_bound(240, 8), 6)  # both tight
+        (-0.333333, 0.5)
+    """
     lo, hi = -1.0, 1.0 - 1e-12
     if levenshtein_function(dims, lo + 1e-15) >= num_classes:
         return lo

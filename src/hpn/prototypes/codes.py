@@ -67,6 +67,12 @@ class CodeSpec:
 
     @property
     def name(self) -> str:
+        """A readable label: ``eBCH[n,k,d]`` or ``Kerdock(n)+cross-polytope``.
+
+        Example:
+            >>> [spec.name for spec in code_families(16)][1:3]
+            ['eBCH[16,5,8]', 'Kerdock(16)+cross-polytope']
+        """
         if self.family == "bch":
             return f"eBCH[{self.length},{self.k},{self.min_distance}]"
         return f"Kerdock({self.length})+cross-polytope"

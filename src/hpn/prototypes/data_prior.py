@@ -53,6 +53,12 @@ def class_means(
 
     Returns:
         ``(means, counts)``: (K, F) float64 (zero rows for classes never seen) and (K,) int64.
+
+    Example:
+        >>> x, labels = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), torch.tensor([0, 0, 1])
+        >>> means, counts = class_means([(x, labels)], num_classes=3)
+        >>> means.tolist(), counts.tolist()
+        ([[2.0, 3.0], [5.0, 6.0], [0.0, 0.0]], [2, 1, 0])
     """
     sums, counts = None, torch.zeros(num_classes, dtype=torch.long)
     for x, labels in batches:

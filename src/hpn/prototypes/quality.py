@@ -34,7 +34,12 @@ Progress = Callable[[int, int], None]
 
 def sample_rows(num: int, size: int = SAMPLE_ROWS, seed: int = 0) -> torch.Tensor:
     """The rows an estimate searches: ``min(size, num)`` distinct indices of [0, num), drawn
-    uniformly (fixed by ``seed``) and sorted."""
+    uniformly (fixed by ``seed``) and sorted, as an int64 tensor.
+
+    Example:
+        >>> len(sample_rows(10, size=4)), sample_rows(3, size=10).tolist()
+        (4, [0, 1, 2])
+    """
     if size < 1:
         raise ValueError(f"the sample needs at least 1 row, got {size}")
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
@@ -153,6 +158,14 @@ class Report:
     sampled_rows: int | None = None
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (``worst_pair`` as a list); see :meth:`from_dict`.
+
+        Example:
+            >>> r = report(torch.cat([torch.eye(2), -torch.eye(2)]))
+            >>> d = r.to_dict()
+            >>> d["num_classes"], d["worst_pair"], Report.from_dict(d) == r
+            (4, [0, 1], True)
+        """
         out = asdict(self)
         out["worst_pair"] = list(self.worst_pair)
         return out
@@ -163,6 +176,13 @@ class Report:
         return cls(**{**data, "worst_pair": tuple(data["worst_pair"])})
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as a one-line JSON string.
+
+        Example:
+            >>> r = report(torch.cat([torch.eye(2), -torch.eye(2)]))
+            >>> Report.from_dict(json.loads(r.to_json())) == r
+            True
+        """
         return json.dumps(self.to_dict())
 
     def __str__(self) -> str:

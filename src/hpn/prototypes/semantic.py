@@ -257,11 +257,19 @@ def ranking_loss(
 
     Args:
         prototypes: (K, d) tensor; rows are normalised here.
-        i, j, k: (n,) int64 class ids from :func:`sample_triplets` (row c of the prototypes
+        i: (n,) int64 anchor class ids from :func:`sample_triplets` (row c of the prototypes
             is class c, as for the embeddings).
+        j: (n,) int64 class ids that should be closer to ``i`` than ``k``.
+        k: (n,) int64 class ids that should be farther from ``i`` than ``j``.
 
     Returns:
         Scalar tensor; 0 (still attached to the graph) when n = 0.
+
+    Example:
+        >>> P = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+        >>> i, j, k = torch.tensor([0]), torch.tensor([1]), torch.tensor([2])
+        >>> round(float(ranking_loss(P, i, j, k)), 4)  # the minimum, softplus(-2)
+        0.1269
     """
     cos = _cosines(prototypes)
     if len(i) == 0:
@@ -317,7 +325,12 @@ def rank_correlation(
 
 
 def max_cosine(prototypes: torch.Tensor) -> float:
-    """Largest off-diagonal cosine between the rows of a (K, d) tensor (worst pair)."""
+    """Largest off-diagonal cosine between the rows of a (K, d) tensor (worst pair).
+
+    Example:
+        >>> round(max_cosine(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])), 6)
+        0.707107
+    """
     p = F.normalize(prototypes.detach().to(torch.float64), dim=1)
     return float(nearest_neighbours(p, k=1)[0].max())
 

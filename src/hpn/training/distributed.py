@@ -23,23 +23,44 @@ from hpn.data.base import training_batches
 
 @dataclass(frozen=True)
 class Context:
-    """Where this process stands: its rank and the number of processes (1: not distributed)."""
+    """Where this process stands: its rank and the number of processes (1: not distributed).
+
+    Attributes:
+        rank: this process's index, 0 .. world - 1.
+        world: the number of processes.
+    """
 
     rank: int = 0
     world: int = 1
 
     @property
     def distributed(self) -> bool:
+        """More than one process (``world > 1``).
+
+        Example:
+            >>> Context().distributed, Context(rank=1, world=4).distributed
+            (False, True)
+        """
         return self.world > 1
 
     @property
     def main(self) -> bool:
-        """Rank 0, the process that writes files and logs."""
+        """Rank 0, the process that writes files and logs.
+
+        Example:
+            >>> Context().main, Context(rank=1, world=2).main
+            (True, False)
+        """
         return self.rank == 0
 
 
 def context() -> Context:
-    """The current process group's rank and size, or a single process."""
+    """The current process group's rank and size, or a single process.
+
+    Example:
+        >>> context()  # no process group here
+        Context(rank=0, world=1)
+    """
     if dist.is_available() and dist.is_initialized():
         return Context(dist.get_rank(), dist.get_world_size())
     return Context()
@@ -86,6 +107,19 @@ def shard_batches(
     (``torch.tensor_split``) and this rank takes part ``rank``. A part may be empty when the
     last batch has fewer examples than there are ranks. Batches are cut by
     :func:`hpn.data.base.training_batches` (a last batch of one joins the one before).
+
+    Args:
+        permutation: (N,) int64 order of the N training examples for this epoch.
+        batch_size: examples per global batch.
+        ctx: this process's rank and the world size.
+
+    Returns:
+        ``(parts, sizes)``: for each global batch, this rank's example indices and the
+        global batch's size.
+
+    Example:
+        >>> shard_batches(torch.arange(7), 4, Context(rank=1, world=2))
+        ([[2, 3], [6]], [4, 3])
     """
     parts, sizes = [], []
     for batch in training_batches(permutation, batch_size):
@@ -95,7 +129,19 @@ def shard_batches(
 
 
 def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """Element-wise sum over ranks (float64 or int64 on CPU); identity for one process."""
+    """Element-wise sum over ranks (float64 or int64 on CPU); identity for one process.
+
+    Args:
+        values: a CPU tensor of any shape, the same shape on every rank.
+        ctx: this process's rank and the world size.
+
+    Returns:
+        A CPU tensor of the same shape, the sum of every rank's ``values``.
+
+    Example:
+        >>> all_reduce_sum(torch.tensor([1.0, 2.0], dtype=torch.float64), Context()).tolist()
+        [1.0, 2.0]
+    """
     if not ctx.distributed:
         return values
     backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -113,5 +159,10 @@ def broadcast_buffers(module: torch.nn.Module, ctx: Context) -> None:
 
 
 def barrier(ctx: Context) -> None:
+    """Wait until every rank gets here (a no-op for one process).
+
+    Example:
+        >>> barrier(Context())  # one process: returns at once
+    """
     if ctx.distributed:
         dist.barrier()

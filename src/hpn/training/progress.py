@@ -51,7 +51,12 @@ class ProgressBar:
         self.examples = 0
 
     def line(self, step: int, loss: float | None = None) -> str:
-        """The text drawn after ``step`` of ``total`` steps (1-based)."""
+        """The text drawn after ``step`` of ``total`` steps (1-based).
+
+        Example:
+            >>> ProgressBar(10, "epoch 1/3", enabled=False).line(5, loss=0.5)
+            'epoch 1/3 [##########..........] 5/10 0 ex/s 00:00 left loss 0.5000'
+        """
         elapsed = time.perf_counter() - self.start
         filled = self.width * step // max(self.total, 1)
         bar = "#" * filled + "." * (self.width - filled)
@@ -95,12 +100,27 @@ class TensorBoardLog:
 
     @staticmethod
     def tag(column: str) -> str:
+        """The TensorBoard tag of an epoch-row column.
+
+        ``train_*``, ``val_*`` and ``test_*`` columns go under ``train/``, ``val/`` and
+        ``test/``, ``lr`` under ``optim/``, anything else under ``run/``.
+
+        Example:
+            >>> [TensorBoardLog.tag(c) for c in ("train_loss", "val_accuracy", "lr", "seconds")]
+            ['train/loss', 'val/accuracy', 'optim/lr', 'run/seconds']
+        """
         head, _, rest = column.partition("_")
         if head in ("train", "val", "test") and rest:
             return f"{head}/{rest}"
         return f"optim/{column}" if column == "lr" else f"run/{column}"
 
     def epoch(self, row: dict) -> None:
+        """Write the numeric columns of one epoch row at step ``row["epoch"]`` and flush.
+
+        Args:
+            row: the trainer's epoch row, ``{"epoch": 3, "train_loss": 0.12, ...}``;
+                non-numeric values are skipped.
+        """
         step = int(row["epoch"])
         for column, value in row.items():
             if column != "epoch" and isinstance(value, int | float):
@@ -108,4 +128,5 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.close()
