@@ -120,13 +120,15 @@ def test_bench_list_options_name_the_bad_value(capsys):
 def test_overrides_may_follow_options_and_stray_arguments_are_refused(
     monkeypatch, tmp_path, capsys
 ):
-    from hpn import bench, cli
+    from hpn import cli
+    from hpn.experiments import sweep
 
     seen = {}
-    monkeypatch.setattr(bench, "blog_benchmark", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(sweep, "run_sweep", lambda name, **kw: seen.update(kw, name=name))
     args = ["bench", "blog", "--classes", "10", "--out", str(tmp_path), "device=cuda"]
     assert cli.main([*args, "optim.epochs=3", "--jobs", "3"]) == 0
     assert seen["overrides"] == ["device=cuda", "optim.epochs=3"] and seen["jobs"] == 3
+    assert seen["name"] == "blog" and seen["classes"] == "10" and seen["out_dir"] == str(tmp_path)
     assert cli.main([*args, "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 

@@ -324,6 +324,21 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     return rows
 
 
+def _command_section(command: str, sub, help_text: str, level: str) -> list[str]:
+    return [
+        f"{level} `{command}`",
+        "",
+        f"{help_text[:1].upper()}{help_text[1:]}." if help_text else "",
+        "",
+        "```text",
+        sub.format_usage().strip(),
+        "```",
+        "",
+        *_option_rows(sub),
+        "",
+    ]
+
+
 def cli_page() -> str:
     from hpn.cli import build_parser
 
@@ -343,18 +358,9 @@ def cli_page() -> str:
             "",
         ]
         for name, sub, help_text in _subcommands(parser):
-            out += [
-                f"## `hpn {name}`",
-                "",
-                f"{help_text[:1].upper()}{help_text[1:]}." if help_text else "",
-                "",
-                "```text",
-                sub.format_usage().strip(),
-                "```",
-                "",
-                *_option_rows(sub),
-                "",
-            ]
+            out += _command_section(f"hpn {name}", sub, help_text, "##")
+            for inner, inner_sub, inner_help in _subcommands(sub):  # hpn bench NAME
+                out += _command_section(f"hpn {name} {inner}", inner_sub, inner_help, "###")
     finally:
         if old is None:
             os.environ.pop("COLUMNS", None)

@@ -196,114 +196,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numbers(text: str | None, default: str, kind=int) -> list:
-    """A comma-separated option (``"0,1,2"``) as numbers; ``default`` when not given."""
-    items = (text or default).split(",")
-    try:
-        return [kind(item) for item in items]
-    except ValueError:
-        raise UsageError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from hpn import bench
+    from hpn.experiments.registry import run_bench
 
-    if args.which == "prototypes":
-        bench.prototype_benchmark(seed=args.seed, quick=args.quick, out=sys.stdout)
-    elif args.which == "optima":
-        from hpn.prototypes import known
-
-        print(
-            f"# hpn bench optima: auto against the best known codes, seed {args.seed}; {bench.machine_line()}"
-        )
-        known.print_table(known.compare_auto(seed=args.seed), out=sys.stdout)
-    elif args.which == "classification":
-        bench.classification_benchmark(
-            config=args.config,
-            dims=_numbers(args.dims or "2,3,5,10", ""),
-            seeds=_numbers(args.seeds, "0,1,2"),
-            out_dir=args.out or "runs/bench-classification",
-            overrides=args.overrides,
-            out=sys.stdout,
-        )
-    elif args.which == "fuzz":
-        from hpn import fuzz
-
-        print(
-            f"# hpn bench fuzz: {args.n} mutants per mutation kind and reader, seed {args.seed}; "
-            f"{bench.machine_line()}"
-        )
-        results = fuzz.fuzz(per_mutation=args.n, seed=args.seed)
-        fuzz.print_table(results, out=sys.stdout)
-        return 1 if any(r.unexpected for r in results) else 0
-    elif args.which == "scale":
-        bench.scale_benchmark(
-            classes=_numbers(args.classes, "1000,10000,100000,1000000"),
-            device=args.device,
-            out=sys.stdout,
-        )
-    elif args.which == "blog":
-        bench.blog_benchmark(
-            classes=_numbers(args.classes, "10,100,1000"),
-            variants=args.variants.split(","),
-            seeds=_numbers(args.seeds, "0,1,2,3,4"),
-            config=args.config,
-            out_dir=args.out or "runs/bench-blog",
-            overrides=args.overrides,
-            out=sys.stdout,
-            jobs=args.jobs,
-        )
-    elif args.which == "assignment":
-        bench.assignment_benchmark(
-            config=args.config,
-            dims=_numbers(args.dims or "2,3", ""),
-            seeds=_numbers(args.seeds, "0,1,2"),
-            out_dir=args.out or "runs/bench-assignment",
-            overrides=args.overrides,
-            out=sys.stdout,
-            jobs=args.jobs,
-        )
-    elif args.which == "longtail":
-        bench.longtail_benchmark(
-            config=args.config,
-            imbalances=_numbers(args.imbalance, "", float),
-            dims=_numbers(args.dims or "3", ""),
-            seeds=_numbers(args.seeds, "0,1,2"),
-            out_dir=args.out or "runs/bench-longtail",
-            overrides=args.overrides,
-            out=sys.stdout,
-            jobs=args.jobs,
-        )
-    elif args.which == "transfer":
-        bench.transfer_benchmark(
-            config=args.config,
-            target=args.target,
-            dims=_numbers(args.dims or "3", ""),
-            seeds=_numbers(args.seeds, "0,1,2"),
-            out_dir=args.out or "runs/bench-transfer",
-            overrides=args.overrides,
-            target_options=_options(args.target_option),
-            out=sys.stdout,
-            jobs=args.jobs,
-        )
-    elif args.which == "sklearn":
-        bench.sklearn_benchmark(quick=args.quick, out=sys.stdout)
-    elif args.which == "multitask":
-        bench.multitask_benchmark(
-            config=args.config,
-            weights=_numbers(args.weights, "", float),
-            seeds=_numbers(args.seeds, "0,1,2"),
-            out_dir=args.out or "runs/bench-multitask",
-            overrides=args.overrides,
-            out=sys.stdout,
-        )
-    return 0
+    return run_bench(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
+def _add_prototypes(sub) -> None:
     pro = sub.add_parser("prototypes", help="generate prototypes, or report a prototype file")
     pro.add_argument("-k", "--num-classes", type=int, help="number of classes K")
     pro.add_argument("-d", "--dims", type=int, help="output dimensionality d")
@@ -344,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--device", default="cpu")
     pro.set_defaults(func=_cmd_prototypes)
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
         help="train a model from a YAML config",
@@ -370,12 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=0.1")
     train.set_defaults(func=_cmd_train)
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the main job: HPN vs softmax on the embedded digits")
     demo.add_argument("--out", help="run folder (default runs/demo-<time>)")
     demo.add_argument("--config", default=None, help="base config (default configs/demo.yaml's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_transfer(sub) -> None:
     tra = sub.add_parser(
         "transfer",
         help="frozen features of finished runs: class separation and a linear probe elsewhere",
@@ -387,73 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tra.set_defaults(func=_cmd_transfer)
 
-    bench = sub.add_parser("bench", help="benchmarks that print the README's tables")
-    bench.add_argument(
-        "which",
-        choices=[
-            "prototypes", "optima", "classification", "multitask", "blog", "scale", "fuzz",
-            "assignment", "longtail", "transfer", "sklearn",
-        ],
-    )  # fmt: skip
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument(
-        "--quick",
-        action="store_true",
-        help="prototypes: small cases only (seconds); sklearn: 30 clusters instead of 200 / 1,000",
+
+def _add_bench(sub) -> None:
+    from hpn.experiments.registry import add_bench_parsers
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks that print the results tables",
+        description="Each NAME prints one table of the results pages; `hpn bench NAME -h` "
+        "lists its options. Training benchmarks keep one run folder per model and seed and "
+        "read finished runs back.",
     )
-    bench.add_argument(
-        "--config",
-        help="base run config (default: demo.yaml for classification, longtail and transfer; "
-        "rotated_multitask.yaml; fashion_mnist.yaml for assignment; blog_clusters.yaml)",
-    )
-    bench.add_argument(
-        "--dims",
-        help="HPN output dims (default classification 2,3,5,10; assignment 2,3; longtail and "
-        "transfer 3)",
-    )
-    bench.add_argument(
-        "--imbalance", default="0.005,0.01,0.02", help="longtail: imbalance factors n_min/n_max"
-    )
-    bench.add_argument("--target", default="fashion_mnist", help="transfer: the probe's data")
-    bench.add_argument(
-        "--target-option",
-        action="append",
-        default=[],
-        help="transfer: target source option key=value (repeat)",
-    )
-    bench.add_argument(
-        "--seeds", help="seeds (default 0,1,2; blog: 0,1,2,3,4 as the blog's five datasets)"
-    )
-    bench.add_argument(
-        "--classes",
-        help="blog: numbers of classes K (default 10,100,1000); scale: "
-        "(default 1000,10000,100000,1000000)",
-    )
-    bench.add_argument("--device", default="cpu", help="scale: cpu or cuda")
-    bench.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="blog, assignment, longtail, transfer: runs trained at a time, each a one-thread "
-        "process (default 1: in turn)",
-    )
-    bench.add_argument("--n", type=int, default=100, help="fuzz: mutants per kind and reader")
-    bench.add_argument(
-        "--variants",
-        default="softmax,hpn10,hpn100,hpn1000,r10,r100,r1000",
-        help="blog: softmax, hpnD (paper loss), rD (random prototypes), cosD (cosine "
-        "softmax), dataD (paper loss, data prior), dcosD (cosine softmax, data prior), "
-        "linD (no network: the data prior's linear map, a reference)",
-    )
-    bench.add_argument(
-        "--weights", default="0.01,0.1,0.25,0.5,0.9", help="multitask: task weights t"
-    )
-    bench.add_argument(
-        "--out",
-        help="run folders (default runs/bench-<which>)",
-    )
-    bench.add_argument("overrides", nargs="*", help="training benchmarks: key.sub=value overrides")
+    add_bench_parsers(bench)
     bench.set_defaults(func=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in (_add_prototypes, _add_train, _add_demo, _add_transfer, _add_bench):
+        add(sub)
     return parser
 
 

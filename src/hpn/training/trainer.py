@@ -665,6 +665,7 @@ def _train(
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
         "output_size": _output_size(net.head),
         "parameters": sum(p.numel() for p in net.parameters()),
+        "head_parameters": sum(p.numel() for p in net.head.parameters()),
         "seed": cfg.seed,
         "data": splits.info,
         "world_size": ctx.world,

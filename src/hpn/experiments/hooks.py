@@ -1,0 +1,124 @@
+"""Functions that specs name: references computed without training, per-run reports, the
+text of a header, a second table.
+
+A spec refers to them as ``"hpn.experiments.hooks:NAME"`` (``reference``, ``report``,
+``header_values``, ``after``); nothing here knows which spec calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from hpn.experiments.table import mean_sd, print_columns
+
+
+def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
+    """Nearest data-prior prototype with no network: a reference for the blog's ``linD`` rows.
+
+    The class means of the training split give the data prior's principal directions V
+    and centre c (:func:`hpn.prototypes.data_prior.pca_basis`); a test point x is mapped to
+    z = V^T (x - c), on the sphere of ``head.dims`` dimensions, and gets the class of the
+    prototype with the largest cosine to z. The prototypes are the unspread data prior
+    (``head.spread_steps=0``), so this is the linear map that sends each training class
+    mean exactly onto its prototype's direction. Nothing is trained: it measures how much
+    of the task that output space keeps, not what a network learns.
+
+    Returns:
+        ``{"test_macro_f1", "test_accuracy", "seconds"}``.
+    """
+    import torch
+
+    from hpn.data.base import in_batches, iterate_batches
+    from hpn.prototypes import data_prior
+    from hpn.training.run import load_config, load_splits
+    from hpn.training.trainer import class_counts, macro_f1_from_counts
+
+    start = time.perf_counter()
+    cfg = load_config(config, [*overrides, f"seed={seed}"])
+    if cfg.head.prototypes != "data" or cfg.head.spread_steps != 0 or not cfg.head.dims:
+        raise ValueError("the linear reference needs head.prototypes=data, spread_steps=0, dims")
+    splits = load_splits(cfg)
+    k, dims = splits.num_classes, cfg.head.dims
+
+    def batches(split):
+        for x, targets in iterate_batches(split, in_batches(range(len(split)), 4096)):
+            yield x.reshape(len(x), -1).double(), targets["label"]
+
+    means, _ = data_prior.class_means(batches(splits.train), k)
+    centre, v = data_prior.pca_basis(means, dims)
+    prototypes = data_prior.data_prior_prototypes(means, dims, steps=0).double()
+    counts = torch.zeros(3, k, dtype=torch.long)  # per class: correct, true, predicted
+    for x, labels in batches(splits.test):
+        z = torch.zeros(len(x), dims, dtype=torch.float64)
+        z[:, : v.shape[1]] = (x - centre) @ v
+        pred = (torch.nn.functional.normalize(z, dim=1) @ prototypes.T).argmax(1)
+        counts += class_counts(labels, pred, k)
+    return {
+        "test_macro_f1": macro_f1_from_counts(*counts),
+        "test_accuracy": int(counts[0].sum()) / int(counts[1].sum()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
+    """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it and read back."""
+    from hpn.evaluation.transfer import transfer_report
+    from hpn.files import atomic_write_json
+
+    suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
+    done = folder / f"transfer-{target}{suffix}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    report = transfer_report(folder, target, options)
+    atomic_write_json(done, report)
+    return report
+
+
+def shot_groups() -> str:
+    """The long-tail shot groups (:data:`hpn.data.longtail.GROUPS`) in words.
+
+    >>> shot_groups()
+    'many >= 101, medium 20-100, few 0-19'
+    """
+    from hpn.data.longtail import GROUPS
+
+    return ", ".join(
+        f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
+        for name, (low, high) in GROUPS.items()
+    )
+
+
+def convergence_table(rows: list[dict], out: TextIO | None, blog: dict) -> None:
+    """The blog's Table 3 beside ours: mean best-validation epoch of softmax and of the paper's
+    HPN with d = K (variant ``hpnK``), for each K that has either row.
+
+    Args:
+        rows: the blog sweep's rows (``K``, ``variant``, ``best_epoch``).
+        blog: the blog's numbers, ``{K: {"softmax": epochs, "hpn": epochs}}``.
+    """
+    epochs = {
+        (r["K"], r["variant"]): mean_sd(r["best_epoch"])[0]
+        for r in rows
+        if r["best_epoch"] and None not in r["best_epoch"]
+    }
+    lines = []
+    for k in sorted({r["K"] for r in rows}):
+        ours = (epochs.get((k, "softmax")), epochs.get((k, f"hpn{k}")))
+        if ours == (None, None):
+            continue
+        theirs = blog.get(k, {})
+        cells = [
+            "-" if v is None else f"{v:.0f}" for v in (ours[0], theirs.get("softmax"), ours[1])
+        ]
+        lines.append(f"| {k:,} | {' | '.join(cells)} | {theirs.get('hpn', '-')} |")
+    if lines:
+        print("\nEpochs to convergence (best validation epoch, mean over seeds):", file=out)
+        print_columns(
+            ["K", "softmax (ours)", "softmax (blog)", "HPN d = K (ours)", "HPN d = K (blog)"], out
+        )
+        for line in lines:
+            print(line, file=out)

@@ -1,0 +1,155 @@
+"""``hpn bench scale``: training-step time and peak memory of the HPN head vs softmax, by K."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+from hpn.experiments.table import print_columns, print_header, print_row
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str):
+    """One head's training steps in a fresh process: (seconds per step, peak MiB added)."""
+    import torch
+
+    from hpn.baselines import SoftmaxClassifier
+    from hpn.heads import PrototypeClassifier
+
+    torch.manual_seed(0)
+    cuda = device.startswith("cuda")
+    base_rss = _peak_rss_mib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        base_gpu = torch.cuda.memory_allocated(device)
+    if kind == "hpn":
+        # random unit rows stand in for the prototypes: the cost does not depend on where
+        # they are, only on K and d (building 1M good ones is hpn bench prototypes' job)
+        head = PrototypeClassifier(torch.randn(k, d), in_features=features).to(device)
+    else:
+        head = SoftmaxClassifier(features, k).to(device)
+    opt = torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, features, device=device)
+    y = torch.randint(0, k, (batch,), device=device)
+
+    def step():
+        loss = head.loss(x, y, "mean")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up: allocations, momentum buffers
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated(device) - base_gpu) / 2**20
+    else:
+        peak = _peak_rss_mib() - base_rss
+    return seconds, peak
+
+
+def _in_fresh_process(fn, *args):
+    """Run ``fn(*args)`` in a spawned process, so its peak memory is its own."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def _predict_case(k: int, d: int, queries: int, chunk: int, device: str) -> float:
+    """Nearest-prototype queries per second against K prototypes (chunked matmul)."""
+    import torch
+
+    from hpn.functional import nearest_prototype, unit
+
+    torch.manual_seed(0)
+    protos = unit(torch.randn(k, d, device=device))
+    z = torch.randn(queries, d, device=device)
+    nearest_prototype(z[:8], protos, chunk)  # warm-up
+    start = time.perf_counter()
+    nearest_prototype(z, protos, chunk)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    return queries / (time.perf_counter() - start)
+
+
+def scale_benchmark(
+    classes: Iterable[int] = (1_000, 10_000, 100_000, 1_000_000),
+    dims: int = 128,
+    features: int = 300,
+    batch: int = 256,
+    steps: int = 10,
+    queries: int = 4096,
+    chunk: int = 16_384,
+    device: str = "cpu",
+    out: TextIO | None = None,
+) -> list[dict]:
+    """Training-step time and peak memory of the HPN head vs a softmax head, by K.
+
+    Both heads read the same (batch, features) penultimate activations; HPN maps them to d
+    dims and takes the paper's loss against the target prototypes only, softmax maps them to
+    K logits. Each (head, K) runs in its own process: time per step (forward, backward,
+    SGD-momentum update, after 2 warm-up steps) and the peak memory that process added
+    (resident set on CPU, allocated memory on CUDA). Then nearest-prototype prediction
+    throughput at the largest K.
+    """
+    classes = list(classes)
+    print_header(
+        f"hpn bench scale: d = {dims}, {features} penultimate units, batch {batch}, "
+        f"{steps} timed steps, {device}",
+        out,
+    )
+    print_columns(
+        [
+            "K", "HPN step", "softmax step", "step ratio HPN/softmax", "HPN peak MiB",
+            "softmax peak MiB", "memory ratio",
+        ],
+        out,
+    )  # fmt: skip
+    rows = []
+    for k in classes:
+        hpn_s, hpn_mem = _in_fresh_process(
+            _scale_case, "hpn", k, dims, features, batch, steps, device
+        )
+        soft_s, soft_mem = _in_fresh_process(
+            _scale_case, "softmax", k, dims, features, batch, steps, device
+        )
+        rows.append(
+            {
+                "K": k,
+                "hpn_s": hpn_s,
+                "softmax_s": soft_s,
+                "hpn_mib": hpn_mem,
+                "softmax_mib": soft_mem,
+            }
+        )
+        print_row(
+            [
+                f"{k:,}", f"{hpn_s * 1e3:.2f} ms", f"{soft_s * 1e3:.1f} ms",
+                f"{hpn_s / soft_s:.4f}", f"{hpn_mem:.0f}", f"{soft_mem:.0f}",
+                f"{hpn_mem / max(soft_mem, 1e-9):.3f}",
+            ],
+            out,
+        )  # fmt: skip
+    k = max(classes)
+    rate = _in_fresh_process(_predict_case, k, dims, queries, chunk, device)
+    print(
+        f"\nNearest-prototype prediction, K = {k:,}, d = {dims}: {rate:,.0f} queries/s "
+        f"({queries} queries, chunks of {chunk:,} prototypes, exact).",
+        file=out,
+    )
+    rows.append({"K": k, "predict_queries_per_s": rate})
+    return rows

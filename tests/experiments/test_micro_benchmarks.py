@@ -1,0 +1,52 @@
+"""The micro-benchmarks that are not sweeps: scale and sklearn (prototypes, optima and fuzz
+are checked by tests/prototypes and tests/test_fuzz on the functions they print)."""
+
+import io
+
+from hpn.experiments import estimators, scale
+
+
+def test_scale_benchmark_measures_both_heads_in_fresh_processes():
+    out = io.StringIO()
+    k, features = 300_000, 16
+    rows = scale.scale_benchmark(
+        classes=(k,),
+        dims=8,
+        features=features,
+        batch=32,
+        steps=2,
+        queries=64,
+        chunk=100_000,
+        out=out,
+    )
+    (row, predict) = rows
+    assert row["K"] == k and row["hpn_s"] > 0 and row["softmax_s"] > 0
+    # the softmax head's process must hold at least its weight, gradient and momentum (3 x K x
+    # features floats) plus the (batch, K) logits; the HPN head has no K-sized parameter
+    softmax_floor = (3 * k * features + 32 * k) * 4 / 2**20
+    assert row["softmax_mib"] >= 0.9 * softmax_floor, (row, softmax_floor)
+    assert row["hpn_mib"] < row["softmax_mib"] / 2
+    assert 64 / 600 < predict["predict_queries_per_s"] < float("inf")  # 64 queries in < 10 min
+    table = out.getvalue()
+    assert f"| {k:,} |" in table and f"K = {k:,}, d = 8" in table and "chunks of 100,000" in table
+
+
+def test_sklearn_benchmark_prints_both_recipes_and_the_default(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(103), 4)
+    X = rng.normal(size=(103, 6))[y] + 0.05 * rng.normal(size=(len(y), 6))
+    y3 = np.repeat(np.arange(3), 20)
+    x3 = 3 * np.eye(3)[y3] + rng.normal(size=(60, 3))
+    sets = [("three", x3, y3, None, None), ("many", X, y, X, y)]
+    monkeypatch.setattr(estimators, "_sklearn_sets", lambda quick=False: sets)
+    out = io.StringIO()
+    rows = estimators.sklearn_benchmark(max_iter=2, out=out)
+    assert [r["default"] for r in rows] == ["paper", "data prior"]
+    assert len(rows[0]["paper"]) == 5 and len(rows[1]["data prior"]) == 1  # 5 folds; one fit
+    assert all(0 <= v <= 1 for r in rows for m in ("paper", "data prior") for v in r[m])
+    table = out.getvalue()
+    assert "| three | 3 |" in table and "| many | 103 |" in table and "data prior |" in table
+    three = rows[0]["paper"]
+    assert f"| three | 3 | {np.mean(three):.3f} ± {np.std(three):.3f} |" in table

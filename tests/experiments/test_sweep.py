@@ -1,0 +1,95 @@
+"""The sweep runner, the table printer and the registry behind ``hpn bench NAME``."""
+
+import io
+
+import pytest
+
+from hpn.experiments import registry, sweep, table
+
+
+def test_run_parallel_names_the_failed_run(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("data: {name: clusters, options: {num_classes: 3, samples_per_class: 9}}\n")
+    with pytest.raises(RuntimeError, match="k-bad.*failed.*k-bad.log"):
+        sweep.run_parallel([(str(cfg), ["head.kind=nonsense"], 0, tmp_path / "k-bad")], jobs=2)
+    assert "head.kind" in (tmp_path / "k-bad.log").read_text()
+
+
+@pytest.mark.parametrize("name", sweep.spec_names())
+def test_every_spec_plans_with_its_defaults_and_declares_its_columns(name, tmp_path):
+    spec = sweep.load_spec(name)
+    context, rows = sweep.plan_sweep(spec, out_dir=str(tmp_path))
+    assert rows and all(len(r.cases) == len(spec["seeds"]) for r in rows)
+    folders = [c[3] for r in rows for c in r.cases]
+    assert len(set(folders)) == len(folders)  # no two runs share a folder
+    for column in spec["columns"]:
+        for key in ("mean_sd", "mean", "per_seed"):
+            assert column.get(key, next(iter(spec["metrics"]))) in spec["metrics"]
+        assert table.fill(column["title"], context)
+    assert not any(tmp_path.iterdir())  # planning runs nothing
+
+
+def test_every_benchmark_has_a_subcommand_with_its_options():
+    from hpn.cli import build_parser
+
+    parser = build_parser()
+    names = registry.benchmark_names()
+    assert {"prototypes", "optima", "classification", "multitask", "blog", "scale", "fuzz",
+            "assignment", "longtail", "transfer", "sklearn", "glyphs"} <= set(names)  # fmt: skip
+    for name in names:
+        args, extra = parser.parse_known_args(["bench", name])
+        assert args.bench == name and not extra
+    args = parser.parse_args(["bench", "longtail", "--imbalance", "0.1", "--dims", "3,9", "a=1"])
+    assert (args.imbalance, args.dims, args.overrides, args.jobs) == ("0.1", "3,9", ["a=1"], 1)
+    args = parser.parse_args(
+        ["bench", "transfer", "--target-option", "a=1", "--target-option", "b=x"]
+    )
+    assert args.target_option == ["a=1", "b=x"]
+
+
+def test_an_option_of_another_benchmark_is_refused(capsys):
+    from hpn.cli import main
+
+    assert main(["bench", "prototypes", "--dims", "3"]) == 2
+    assert "unrecognized arguments: --dims 3" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no option"):
+        sweep.run_sweep("classification", weights=(0.5,), out=io.StringIO())
+
+
+def test_micro_benchmark_options_default_to_the_functions_own(monkeypatch):
+    from hpn.cli import main
+    from hpn.experiments import scale
+
+    seen = {}
+    monkeypatch.setattr(scale, "scale_benchmark", lambda **kw: seen.update(kw))
+    assert main(["bench", "scale", "--classes", "10,20"]) == 0
+    assert seen["classes"] == [10, 20] and "device" not in seen  # the function's default
+    assert main(["bench", "scale", "--classes", "10,x"]) == 2
+
+
+def test_the_fuzz_exit_status_is_the_functions(monkeypatch):
+    from hpn.cli import main
+    from hpn.experiments import reliability
+
+    monkeypatch.setattr(reliability, "fuzz_benchmark", lambda **kw: 1)
+    assert main(["bench", "fuzz", "--n", "1"]) == 1
+
+
+def test_templates_fill_dotted_paths_fallbacks_and_raw_values():
+    context = {"cfg": {"data": {"options": {"num_classes": 7}}}, "t": 0.25, "opts": {}}
+    assert table.fill("K = {cfg.data.options.num_classes|from the data}", context) == "K = 7"
+    assert table.fill("{cfg.data.options.dims|300}", context) == "300"
+    assert table.fill("{opts!e}|{t:g}", context) == "|0.25"
+    assert table.fill(["{t}", 3, None], context) == [0.25, 3, None]
+    with pytest.raises(KeyError, match="nope"):
+        table.fill("{nope}", context)
+
+
+def test_cells_blank_missing_values_and_declared_rows():
+    row = {"kind": "static", "accs": [0.5, None], "moves": [3, None], "secs": [1.0, 3.0]}
+    assert table.cell({"mean_sd": "accs"}, row) == "-"
+    assert table.cell({"per_seed": "moves"}, row) == "3 / None"
+    assert table.cell({"per_seed": "moves", "blank_when": {"kind": "static"}}, row) == "-"
+    assert table.cell({"mean": "secs", "format": "{:.2f} s"}, row) == "2.00 s"
+    with pytest.raises(ValueError, match="none of"):
+        table.cell({"title": "x"}, row)
