@@ -10,6 +10,20 @@ from hpn.experiments.table import print_columns, print_header, print_row
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    On Linux it is read from ``VmHWM`` in ``/proc/self/status``, which covers this program
+    only: ``ru_maxrss`` also keeps the peak of the process image before ``exec``, so a worker
+    spawned from a large parent (a test session of several hundred MiB) would report the
+    parent's size and every difference would read 0.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
