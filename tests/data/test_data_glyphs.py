@@ -158,7 +158,7 @@ def built_font(path: Path, cff: bool) -> Path:
 @pytest.mark.parametrize("cff", [False, True], ids=["glyf", "cff"])
 def test_coverage_needs_an_outline(tmp_path, cff):
     path = built_font(tmp_path / ("built.otf" if cff else "built.ttf"), cff)
-    (face,) = glyphs._scan_file((str(path), "ABC"))
+    (face,) = glyphs.fonts._scan_file((str(path), "ABC"))
     assert face["family"] == "Built" and face["drawn"] == ["A"]
     # the picture would have said otherwise: C draws .notdef's box
     from PIL import ImageFont
@@ -304,8 +304,8 @@ def test_second_call_reads_the_cache(tmp_path, fonts, monkeypatch):
     def no_rendering(task):
         raise AssertionError("rendered although cached")
 
-    monkeypatch.setattr(glyphs, "_render_task", no_rendering)
-    monkeypatch.setattr(glyphs, "_scan_file", no_rendering)
+    monkeypatch.setattr(glyphs.render, "_render_task", no_rendering)
+    monkeypatch.setattr(glyphs.render, "_scan_file", no_rendering)
     second = load(fonts, tmp_path)
     assert second.info["cache"]["scan_hit"] and second.info["render"]["cache_hit"]
     assert torch.equal(first.train.inputs, second.train.inputs)
@@ -323,7 +323,7 @@ def test_the_cache_follows_the_fonts_and_size(tmp_path, fonts):
 
 
 def test_processes_render_what_one_process_renders(tmp_path, fonts, monkeypatch):
-    monkeypatch.setattr(glyphs, "PARALLEL_MIN_GLYPHS", 0)
+    monkeypatch.setattr(glyphs.render, "PARALLEL_MIN_GLYPHS", 0)
     one = load(fonts, tmp_path / "one", num_classes=None)
     two = load(fonts, tmp_path / "two", num_classes=None, workers=2)
     assert torch.equal(one.train.inputs, two.train.inputs)

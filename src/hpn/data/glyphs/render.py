@@ -1,0 +1,183 @@
+"""Rendering glyphs with Pillow, in worker processes for big jobs, and the on-disk cache of
+the font scan (faces, coverage, probe renders) and of the renders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+
+from hpn.data.glyphs.designs import PROBE_SIZE, _digest, _probe_chars
+from hpn.data.glyphs.fonts import _face_count, _scan_file
+
+PARALLEL_MIN_GLYPHS = 20_000  # below this, worker start-up costs more than it saves
+_VERSION = 2  # bump when rendering or scanning changes, to invalidate caches
+
+
+def render_glyph(font, char: str, size: int) -> np.ndarray | None:
+    """One character as a (size, size) uint8 image: ink 255 on 0, cropped to the ink,
+    scaled to fit inside a margin of ``max(1, size // 16)`` pixels and centred.
+
+    Args:
+        font: a Pillow ``FreeTypeFont`` (rendered at about twice ``size``).
+        char: the character.
+        size: side of the output image.
+
+    Returns:
+        The image, or ``None`` when the rendering holds no ink.
+    """
+    from PIL import Image, ImageDraw
+
+    left, top, right, bottom = font.getbbox(char)
+    if right <= left or bottom <= top:
+        return None
+    canvas = Image.new("L", (right - left + 2, bottom - top + 2))
+    ImageDraw.Draw(canvas).text((1 - left, 1 - top), char, fill=255, font=font)
+    ink = canvas.getbbox()
+    if ink is None:
+        return None
+    glyph = canvas.crop(ink)
+    inner = size - 2 * max(1, size // 16)
+    scale = inner / max(glyph.size)
+    w, h = (max(1, min(inner, round(s * scale))) for s in glyph.size)
+    glyph = glyph.resize((w, h), Image.Resampling.BILINEAR)  # antialiased when shrinking
+    out = Image.new("L", (size, size))
+    out.paste(glyph, ((size - w) // 2, (size - h) // 2))
+    return np.asarray(out)
+
+
+def _render_task(task: tuple[str, int, str, int]) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Render ``chars`` with one face: (images (n, S, S), ok (n,), error of the first
+    failing glyph or None). A glyph that fails or holds no ink is not ok."""
+    from PIL import ImageFont
+
+    path, index, chars, size = task
+    images = np.zeros((len(chars), size, size), np.uint8)
+    ok = np.zeros(len(chars), bool)
+    error = None
+    try:
+        font = ImageFont.truetype(path, 2 * size, index=index, layout_engine=ImageFont.Layout.BASIC)
+    except OSError as err:
+        return images, ok, str(err)
+    for i, char in enumerate(chars):
+        try:
+            image = render_glyph(font, char, size)
+        except OSError as err:
+            error = error or str(err)
+            continue
+        if image is not None:
+            images[i], ok[i] = image, True
+    return images, ok, error
+
+
+def _parallel_map(function, tasks: list, workers: int) -> list:
+    if workers <= 1 or len(tasks) <= 1:
+        return [function(task) for task in tasks]
+    # fork where there is one: the workers only run Pillow / fontTools (never torch), and
+    # spawn would re-run a caller's script that lacks an `if __name__ == "__main__"` guard
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context(method)) as pool:
+        return list(pool.map(function, tasks))
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/hpn/glyphs`` (``~/.cache/hpn/glyphs``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hpn" / "glyphs"
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps([_VERSION, *parts]).encode()).hexdigest()[:24]
+
+
+def _save(path: Path, compress: bool = False, **arrays) -> None:
+    """Write an .npz atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            (np.savez_compressed if compress else np.savez)(out, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+# --------------------------------------------------------------------------- the source
+
+
+def _scan(files: list[Path], manifest: list, chars: list[str], cache: Path, workers: int):
+    """Every face of the files: its names (or why it is unusable), which of ``chars`` it
+    draws (F, C), its probe renders (F, P, S, S) and their hashes (F, P; 0 where a face
+    lacks a probe). Cached by the fonts and characters."""
+    path = cache / f"scan-{_key(manifest, ''.join(chars))}.npz"
+    cached = _load(path)
+    if cached is not None and {"faces", "drawn", "probes", "hashes"} <= set(cached):
+        drawn = np.unpackbits(cached["drawn"], axis=1, count=len(chars)).astype(bool)
+        faces = json.loads(str(cached["faces"]))
+        return faces, drawn, cached["probes"], cached["hashes"], True
+    text = "".join(chars)
+    heavy = sum(map(_face_count, files)) * len(chars) >= PARALLEL_MIN_GLYPHS
+    tasks = [(str(f), text) for f in files]
+    faces = [
+        face for part in _parallel_map(_scan_file, tasks, workers if heavy else 1) for face in part
+    ]
+    index = {c: n for n, c in enumerate(chars)}
+    drawn = np.zeros((len(faces), len(chars)), bool)
+    for row, face in enumerate(faces):
+        drawn[row, [index[c] for c in face.pop("drawn", [])]] = True
+    probes = _probe_chars(chars, drawn)
+    rows = [r for r, face in enumerate(faces) if "error" not in face and drawn[r].any()]
+    tasks = [(faces[r]["path"], faces[r]["index"], "".join(probes), PROBE_SIZE) for r in rows]
+    heavy = len(tasks) * len(probes) >= PARALLEL_MIN_GLYPHS
+    images = np.zeros((len(faces), len(probes), PROBE_SIZE, PROBE_SIZE), np.uint8)
+    hashes = np.zeros((len(faces), len(probes)), np.uint64)
+    mine = drawn[:, [index[p] for p in probes]]
+    for r, (rendered, ok, error) in zip(
+        rows, _parallel_map(_render_task, tasks, workers if heavy else 1), strict=True
+    ):
+        if error is not None:
+            faces[r]["error"] = f"Pillow cannot render it ({error})"
+            continue
+        images[r] = rendered * (ok & mine[r])[:, None, None]
+        hashes[r] = _digest(rendered, ok & mine[r])
+        seen = hashes[r][hashes[r] != 0]
+        if len(seen) >= 4 and 2 * len(np.unique(seen)) < len(seen):
+            faces[r]["error"] = "it draws one picture for many characters (a placeholder font)"
+    arrays = {"faces": np.array(json.dumps(faces)), "drawn": np.packbits(drawn, axis=1)}
+    _save(path, compress=True, **arrays, probes=images, hashes=hashes)
+    return faces, drawn, images, hashes, False
+
+
+def _render(tasks: list, size: int, manifest: list, cache: Path, workers: int):
+    """Images of the (path, index, chars, size) tasks, concatenated, with an ok mask;
+    cached by the fonts, the tasks and the size."""
+    path = cache / f"render-{_key(manifest, tasks, size)}.npz"
+    cached = _load(path)
+    if cached is not None and {"images", "ok"} <= set(cached):
+        return cached["images"], cached["ok"], path, True
+    heavy = sum(len(t[2]) for t in tasks) >= PARALLEL_MIN_GLYPHS
+    results = _parallel_map(_render_task, tasks, workers if heavy else 1)
+    for (font, index, _, _), (_, _, error) in zip(tasks, results, strict=True):
+        if error is not None:
+            warnings.warn(f"{font} face {index}: some glyphs failed ({error})", stacklevel=4)
+    images = np.concatenate([r[0] for r in results] or [np.zeros((0, size, size), np.uint8)])
+    ok = np.concatenate([r[1] for r in results] or [np.zeros(0, bool)])
+    _save(path, images=images, ok=ok)
+    return images, ok, path, False
