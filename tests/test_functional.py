@@ -294,3 +294,145 @@ def test_nearest_prototype_of_finite_rows_is_unchanged_by_the_finite_check():
     z = torch.tensor([[0.0, 0.0, 0.0], [1e15, -1e15, 2e15], [0.2, 0.9, 0.1]])
     idx, cos = F.nearest_prototype(z, p)
     assert idx.tolist() == [0, 2, 1] and cos[0] == 0.0
+
+
+# --------------------------------------------------------------------------- neighbour softmax
+
+
+def _neighbour_problem(k=7, d=5, n=12, seed=5, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    P = F.unit(torch.randn(k, d, generator=g, dtype=dtype))
+    z = torch.randn(n, d, generator=g, dtype=dtype)
+    y = torch.randint(0, k, (n,), generator=g)
+    return z, P, y
+
+
+@pytest.mark.parametrize(("scale", "margin"), [(None, 0.0), (4.0, 0.0), (16.0, 0.35)])
+def test_neighbour_softmax_with_every_other_class_is_the_full_softmax(scale, margin):
+    z, P, y = _neighbour_problem()
+    table = protos.nearest_neighbours(P, k=len(P) - 1)[1]  # every other class, nearest first
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    got = F.neighbour_softmax_loss(za, P, y, table, scale, margin, reduction="none")
+    full = F.prototype_softmax_loss(zb, P, y, scale, margin, reduction="none")
+    torch.testing.assert_close(got, full, rtol=0, atol=1e-14)
+    got.sum().backward()
+    full.sum().backward()
+    torch.testing.assert_close(za.grad, zb.grad, rtol=0, atol=1e-14)
+    for reduction in ("mean", "sum"):
+        torch.testing.assert_close(
+            F.neighbour_softmax_loss(z, P, y, table, scale, margin, reduction),
+            F.prototype_softmax_loss(z, P, y, scale, margin, reduction),
+        )
+
+
+def test_neighbour_softmax_is_the_cross_entropy_over_the_listed_classes():
+    z, P, y = _neighbour_problem()
+    table = protos.nearest_neighbours(P, k=3)[1]
+    got = F.neighbour_softmax_loss(z, P, y, table, 8.0, 0.2, reduction="none")
+    cos = F.unit(z) @ P.T
+    for i in range(len(z)):
+        logits = 8.0 * torch.cat([cos[i, y[i], None] - 0.2, cos[i, table[y[i]]]])
+        assert torch.isclose(got[i], torch.logsumexp(logits, 0) - logits[0], atol=1e-12)
+
+
+def test_neighbour_softmax_gradcheck():
+    z, P, y = _neighbour_problem(n=6)
+    z.requires_grad_(True)
+    table = protos.nearest_neighbours(P, k=3)[1]
+    negatives = torch.tensor([0, 5, 2, 5])  # some clash with targets or neighbours: masked
+    for extra in (None, negatives):
+        assert torch.autograd.gradcheck(
+            lambda v, extra=extra: F.neighbour_softmax_loss(
+                v, P, y, table, 10.0, 0.2, "none", negatives=extra
+            ),
+            (z,),
+        )
+
+
+def test_random_negatives_that_clash_are_masked_and_the_rest_complete_the_softmax():
+    z, P, y = _neighbour_problem()
+    table = protos.nearest_neighbours(P, k=2)[1]
+    alone = F.neighbour_softmax_loss(z, P, y, table, 6.0, 0.1, "none")
+    # each row's own target and neighbours as negatives: all masked, nothing changes
+    for c in range(len(P)):
+        rows = y == c
+        own = torch.cat([torch.tensor([c]), table[c]])
+        masked = F.neighbour_softmax_loss(z[rows], P, y[rows], table, 6.0, 0.1, "none", own)
+        torch.testing.assert_close(masked, alone[rows], rtol=0, atol=1e-14)
+    # every class as a negative: the listed ones are masked, the others complete the softmax
+    every = torch.arange(len(P))
+    got = F.neighbour_softmax_loss(z, P, y, table, 6.0, 0.1, "none", every)
+    torch.testing.assert_close(got, F.prototype_softmax_loss(z, P, y, 6.0, 0.1, "none"))
+
+
+def test_no_negatives_and_an_empty_draw_are_the_same():
+    z, P, y = _neighbour_problem()
+    table = protos.nearest_neighbours(P, k=2)[1]
+    alone = F.neighbour_softmax_loss(z, P, y, table, 6.0)
+    for empty in (torch.zeros(0, dtype=torch.long), []):
+        assert torch.equal(F.neighbour_softmax_loss(z, P, y, table, 6.0, negatives=empty), alone)
+
+
+def test_one_uniform_negative_estimates_the_rest_of_the_softmax_without_bias():
+    """Averaged over the K possible single draws, e^loss is the full softmax's e^loss: each
+    draw stands for K classes, and draws of listed classes are masked."""
+    z, P, y = _neighbour_problem(k=9)
+    table = protos.nearest_neighbours(P, k=3)[1]
+    draws = [
+        F.neighbour_softmax_loss(z, P, y, table, 5.0, 0.2, "none", torch.tensor([j]))
+        for j in range(len(P))
+    ]
+    mean = torch.stack(draws).exp().mean(0)
+    full = F.prototype_softmax_loss(z, P, y, 5.0, 0.2, "none").exp()
+    torch.testing.assert_close(mean, full, rtol=1e-12, atol=0)
+
+
+class _LargestOutput(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest number of elements any op (forward or backward) produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_neighbour_softmax_cost_does_not_grow_with_k():
+    k, d, n, m, r = 200_000, 32, 8, 16, 64
+    g = torch.Generator().manual_seed(0)
+    P = F.unit(torch.randn(k, d, generator=g))
+    table = (torch.arange(k)[:, None] + 1 + torch.arange(m)) % k  # any table without c itself
+    z = torch.randn(n, d, generator=g, requires_grad=True)
+    y = torch.randint(0, k, (n,), generator=g)
+    negatives = torch.randint(0, k, (r,), generator=g)
+    with _LargestOutput() as mode:
+        loss = F.neighbour_softmax_loss(z, P, y, table, 20.0, 0.1, negatives=negatives)
+        loss.backward()
+    # the gathered prototypes (N, m + 1, d), the clash mask (N, m + 1, r); never N x K or K x d
+    assert mode.largest <= n * (m + 1) * max(d, r) < k
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("table", "negatives", "match"),
+    [
+        (torch.zeros(7, 0, dtype=torch.long), None, r"\(K, m\) table with K = 7 and m >= 1"),
+        (torch.zeros(6, 2, dtype=torch.long), None, r"K = 7 .* got shape \(6, 2\)"),
+        (torch.zeros(7, 2), None, "integer class indices, got torch.float32"),
+        (torch.full((7, 2), 9), None, "neighbours holds 9, outside the 7 classes"),
+        (torch.arange(7)[:, None].repeat(1, 2), None, r"row (\d) of neighbours lists class \1"),
+        (None, torch.tensor([0.5]), r"an \(r,\) vector of class indices, got shape \(1,\)"),
+        (None, torch.tensor([[1]]), r"an \(r,\) vector of class indices, got shape \(1, 1\)"),
+        (None, torch.tensor([3, 7]), r"negatives must lie in \[0, 7\), got 7"),
+    ],
+)
+def test_neighbour_softmax_refuses_bad_tables_and_negatives(table, negatives, match):
+    z, P, y = _neighbour_problem()
+    table = protos.nearest_neighbours(P, k=2)[1] if table is None else table
+    with pytest.raises(ValueError, match=match):
+        F.neighbour_softmax_loss(z, P, y, table, negatives=negatives)

@@ -210,3 +210,117 @@ def test_predict_refuses_non_finite_outputs_instead_of_calling_them_class_0():
     with pytest.raises(ValueError, match=r"^2 of 3 rows of z hold NaN or inf \(first: row 1\)$"):
         head.predict(x)
     assert head.predict(x[:1]).tolist() == [1]
+
+
+# --------------------------------------------------------------------------- neighbour softmax
+
+
+def test_neighbours_loss_keeps_a_table_of_the_nearest_prototypes_as_a_buffer():
+    P = protos.generate(30, 6, method="random", seed=2)
+    head = PrototypeClassifier(
+        P, in_features=5, loss="neighbours", neighbours=4, scale=10.0, random_negatives=0
+    )
+    assert head.neighbours.shape == (30, 4) and head.neighbours.dtype == torch.long
+    cos = P @ P.T - 3 * torch.eye(30)  # own class last
+    assert torch.equal(head.neighbours, cos.topk(4, dim=1).indices)
+    restored = PrototypeClassifier(P, in_features=5, loss="neighbours", neighbours=4)
+    restored.neighbours.zero_()
+    restored.load_state_dict(_roundtrip(head))
+    assert torch.equal(restored.neighbours, head.neighbours)
+    assert "neighbours" not in PrototypeClassifier(P).state_dict()  # only this loss has one
+    x, y = torch.randn(9, 5), torch.randint(0, 30, (9,))
+    expected = F.neighbour_softmax_loss(head.proj(x), P, y, head.neighbours, 10.0, 0.0, "sum")
+    assert torch.allclose(head.loss(x, y), expected)
+    assert torch.equal(head.predict(x), head(x).argmax(dim=1))  # prediction unchanged
+
+
+def test_neighbours_capped_at_every_other_class_is_the_softmax_head():
+    P = protos.generate(6, 4, method="random", seed=3)
+    near = PrototypeClassifier(P, in_features=5, loss="neighbours", neighbours=32, margin=0.2)
+    full = PrototypeClassifier(P, in_features=5, loss="softmax", margin=0.2)
+    full.load_state_dict(near.state_dict(), strict=False)
+    assert near.neighbours.shape == (6, 5)
+    x, y = torch.randn(8, 5), torch.randint(0, 6, (8,))
+    assert torch.allclose(near.loss(x, y, "mean"), full.loss(x, y, "mean"), atol=1e-6)
+
+
+def test_neighbours_loss_trains_a_head_on_many_classes():
+    g = torch.Generator().manual_seed(0)
+    k, width = 40, 64
+    centres = torch.randn(k, width, generator=g)
+    y = torch.randint(0, k, (2000,), generator=g)
+    x = centres[y] + 0.3 * torch.randn(2000, width, generator=g)
+    torch.manual_seed(0)
+    P = protos.generate(k, 8, method="random", seed=0)
+    head = PrototypeClassifier(
+        P, in_features=width, loss="neighbours", neighbours=5, scale=10.0, random_negatives=8
+    )
+    accuracy = lambda: float((head.predict(x) == y).float().mean())  # noqa: E731
+    before = accuracy()
+    opt = torch.optim.Adam(head.parameters(), lr=0.01)
+    for _ in range(150):
+        rows = torch.randint(0, 2000, (64,), generator=g)
+        opt.zero_grad()
+        head.loss(x[rows], y[rows], "mean").backward()
+        opt.step()
+    assert before < 0.2 and accuracy() > 0.9
+
+
+def test_random_negatives_are_drawn_in_training_mode_only():
+    P = protos.generate(20, 4, method="random", seed=1)
+    head = PrototypeClassifier(P, loss="neighbours", neighbours=3, random_negatives=5)
+    z, y = torch.randn(6, 4), torch.randint(0, 20, (6,))
+    torch.manual_seed(0)
+    drawn = torch.randint(20, (5,))
+    torch.manual_seed(0)
+    expected = F.neighbour_softmax_loss(z, P, y, head.neighbours, head.scale, 0.0, "sum", drawn)
+    assert torch.allclose(head.loss(z, y), expected)
+    head.eval()
+    plain = F.neighbour_softmax_loss(z, P, y, head.neighbours, head.scale, 0.0, "sum")
+    assert torch.allclose(head.loss(z, y), plain)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_neighbour_table_follows_dynamic_assignment(first):
+    """After a re-match, row c lists the classes owning the prototypes nearest to the one
+    class c now owns, as a fresh search over the permuted prototypes finds them."""
+    g = torch.Generator().manual_seed(4)
+    P = protos.generate(25, 5, method="random", seed=4)
+    head = PrototypeClassifier(P, loss="neighbours", neighbours=4)
+    head.enable_dynamic_assignment(momentum=0.0)
+    for _ in range(3):
+        means, seen = torch.randn(25, 5, generator=g), torch.ones(25, dtype=torch.bool)
+        if first:
+            changed = head.initial_reassign(means, seen)
+        else:
+            head.assignment.tracker.update(means, torch.arange(25))
+            changed = head.reassign()
+        assert changed > 0
+        assert not torch.equal(head.prototypes, P)
+        assert torch.equal(head.neighbours, protos.nearest_neighbours(head.prototypes, 4)[1])
+    head.prototypes.copy_(P)  # by hand: the table waits for refresh_neighbours
+    head.refresh_neighbours()
+    assert torch.equal(head.neighbours, protos.nearest_neighbours(P, 4)[1])
+
+
+def test_multitask_head_takes_the_neighbours_loss():
+    P = protos.generate(10, 3, method="random", seed=0)
+    head = MultiTaskHead(P, 0.0, 1.0, in_features=6, loss="neighbours", neighbours=3)
+    assert head.classifier.neighbours.shape == (10, 3)
+    x, y, v = torch.randn(5, 6), torch.randint(0, 10, (5,)), torch.rand(5)
+    assert torch.isfinite(head.loss(x, y, v))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"neighbours": 0}, "neighbours must be an integer >= 1, got 0"),
+        ({"neighbours": True}, "neighbours must be an integer >= 1, got True"),
+        ({"neighbours": 2.5}, "neighbours must be an integer >= 1, got 2.5"),
+        ({"random_negatives": -1}, "random_negatives must be an integer >= 0, got -1"),
+        ({"loss": "neighbors"}, r"loss must be one of \['paper', 'softmax', 'neighbours'\]"),
+    ],
+)
+def test_neighbours_options_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PrototypeClassifier(torch.eye(4), **{"loss": "neighbours", **kwargs})

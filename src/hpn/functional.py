@@ -275,6 +275,130 @@ def prototype_softmax_loss(
     return torch.nn.functional.cross_entropy(s * cos, labels, reduction=reduction)
 
 
+def _neighbour_rows(
+    neighbours: torch.Tensor, num_classes: int, labels: torch.Tensor
+) -> torch.Tensor:
+    """The (N, m) neighbour rows of the labels, checked: a (K, m) integer table with m >= 1,
+    entries in [0, K), no row listing its own class. Only the N rows used are read, so the
+    check costs O(N m), not O(K m)."""
+    if neighbours.ndim != 2 or len(neighbours) != num_classes or neighbours.shape[1] < 1:
+        raise ValueError(
+            f"neighbours must be a (K, m) table with K = {num_classes} and m >= 1, got shape "
+            f"{tuple(neighbours.shape)}"
+        )
+    if neighbours.is_floating_point() or neighbours.is_complex() or neighbours.dtype == torch.bool:
+        raise ValueError(f"neighbours must hold integer class indices, got {neighbours.dtype}")
+    rows = neighbours[labels.to(neighbours.device)].to(labels.device).long()
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_classes):
+        bad = rows[(rows < 0) | (rows >= num_classes)][0]
+        raise ValueError(f"neighbours holds {int(bad)}, outside the {num_classes} classes")
+    own = (rows == labels[:, None]).any(dim=1)
+    if own.any():
+        c = int(labels[own][0])
+        raise ValueError(f"row {c} of neighbours lists class {c} itself")
+    return rows
+
+
+def neighbour_softmax_loss(
+    z: torch.Tensor,
+    prototypes: torch.Tensor,
+    labels: torch.Tensor,
+    neighbours: torch.Tensor,
+    scale: float | None = None,
+    margin: float = 0.0,
+    reduction: Reduction = "mean",
+    negatives: torch.Tensor | None = None,
+    eps: float | None = None,
+) -> torch.Tensor:
+    """Cosine softmax restricted to the target and the prototypes nearest to the target's.
+
+    With c_ij = cos(z_i, p_j), y = y_i, n(y) = ``neighbours[y]`` the m precomputed nearest
+    prototypes of p_y (m = ``neighbours.shape[1]``) and R the optional r ``negatives`` drawn
+    uniformly for the whole batch::
+
+        a_i    = s (c_iy - margin)
+        loss_i = -a_i + log( e^{a_i} + sum_{j in n(y)} e^{s c_ij}
+                                     + (K / r) sum_{j in R, j not y, j not in n(y)} e^{s c_ij} )
+
+    i.e. :func:`prototype_softmax_loss` with the sum over all K classes replaced by the sum
+    over the m wrong classes most likely to be confused with y (the prototypes are fixed, so
+    these are known before training) plus, with negatives, an unbiased estimate of the sum
+    over the other K - 1 - m classes: each uniform draw stands for K / r classes (the
+    log-Q correction of a sampled softmax). The full softmax weighs wrong class j by
+    e^{s c_ij}, so once outputs lie near their targets most of its push comes from the
+    prototypes nearest the target; early in training, outputs far from their targets also
+    need the push from the rest, which the negatives give. Cost: O(N (m + 1 + r) d) time and
+    memory (plus an (N, m + 1, r) mask with negatives) whatever K, where the full softmax
+    costs O(N K d) and builds an (N, K) matrix. When each row of ``neighbours`` lists all
+    K - 1 other classes it *is* the full cosine softmax (the same logits, in another order).
+
+    The neighbour table is fixed with the prototypes, so it is computed once, e.g. with
+    :func:`hpn.prototypes.quality.nearest_neighbours` (blockwise, never K x K). A drawn
+    negative equal to a row's target or one of its listed neighbours is masked for that
+    row (it would count twice, or the target would compete with itself), which keeps the
+    estimate unbiased; repeated draws count as often as they are drawn.
+
+    Args:
+        z: (N, d) outputs.
+        prototypes: (K, d) fixed prototypes; only the rows used are read and normalised.
+        labels: (N,) class indices in [0, K).
+        neighbours: (K, m) integer table, m >= 1; row c lists the m classes whose prototypes
+            lie nearest to p_c, without c itself (only the N rows used are checked).
+        scale: s > 0; None uses :func:`default_scale` of K, as the full softmax.
+        margin: >= 0, subtracted from the target's cosine (CosFace's additive margin).
+        reduction: ``mean`` (default), ``sum`` or ``none``.
+        negatives: optional (r,) class indices drawn uniformly with replacement from
+            [0, K), shared by the whole batch; each unmasked one is scored as K / r wrong
+            classes. None or empty: the neighbours only.
+        eps: norm floor; None: :func:`default_eps` of the loss dtype.
+
+    Returns:
+        Scalar, or (N,) for ``none``.
+
+    Raises:
+        ValueError: bad shapes or labels (as :func:`prototype_softmax_loss`), a neighbour
+            table that is not (K, m) integers in [0, K) or lists a class as its own
+            neighbour, or negatives that are not a vector of indices in [0, K).
+
+    Example:
+        >>> P = torch.eye(3)
+        >>> table = torch.tensor([[1, 2], [0, 2], [0, 1]])  # every other class: the full softmax
+        >>> z, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([0])
+        >>> a = neighbour_softmax_loss(z, P, y, table, scale=4.0)
+        >>> bool(torch.isclose(a, prototype_softmax_loss(z, P, y, scale=4.0)))
+        True
+    """
+    labels = _checked(z, prototypes, labels)
+    num_classes = len(prototypes)
+    s = check_softmax_params(num_classes, scale, margin)
+    candidates = torch.cat([labels[:, None], _neighbour_rows(neighbours, num_classes, labels)], 1)
+    dtype = _loss_dtype(z)
+    zu = unit(z.to(dtype), eps)
+    # gather first, then normalise: only the (N, m + 1) rows used are touched
+    near = unit(prototypes.to(z.device)[candidates].to(dtype), eps)  # (N, m + 1, d)
+    cos = torch.bmm(near, zu[:, :, None]).squeeze(2)  # (N, m + 1), the target in column 0
+    if margin:
+        cos = torch.cat([cos[:, :1] - margin, cos[:, 1:]], dim=1)
+    logits = s * cos
+    negatives = None if negatives is None else torch.as_tensor(negatives, device=z.device)
+    if negatives is not None and negatives.numel():
+        if negatives.ndim != 1 or negatives.is_floating_point() or negatives.dtype == torch.bool:
+            raise ValueError(
+                "negatives must be an (r,) vector of class indices, got shape "
+                f"{tuple(negatives.shape)} of {negatives.dtype}"
+            )
+        if int(negatives.min()) < 0 or int(negatives.max()) >= num_classes:
+            bad = negatives[(negatives < 0) | (negatives >= num_classes)][0]
+            raise ValueError(f"negatives must lie in [0, {num_classes}), got {int(bad)}")
+        sampled = unit(prototypes.to(z.device)[negatives].to(dtype), eps)  # (r, d)
+        # each negative stands for K / r classes (uniform draws): the log-Q correction
+        extra = s * (zu @ sampled.T) + math.log(num_classes / len(negatives))  # (N, r)
+        clash = (candidates[:, :, None] == negatives[None, None, :]).any(dim=1)  # (N, r)
+        logits = torch.cat([logits, extra.masked_fill(clash, -math.inf)], dim=1)
+    target = torch.zeros(len(z), dtype=torch.long, device=z.device)
+    return torch.nn.functional.cross_entropy(logits, target, reduction=reduction)
+
+
 @torch.no_grad()
 def nearest_prototype(
     z: torch.Tensor,

@@ -434,3 +434,55 @@ def test_the_first_match_is_off_for_class_informed_prototypes_unless_asked(
     assert info["init"] is expected
     assert ("initial_reassigned" in info) is expected
     assert any("initial assignment" in line for line in logs) is expected
+
+
+@pytest.mark.parametrize(
+    ("head", "match"),
+    [
+        ({"neighbours": 0}, "config head.neighbours: must be >= 1, got 0"),
+        ({"random_negatives": -1}, "config head.random_negatives: must be >= 0, got -1"),
+        ({"neighbours": 2.0}, "config head.neighbours: expected int"),
+        ({"loss": "neighbors"}, "config head.loss: 'neighbors' is not one of"),
+    ],
+)
+def test_neighbours_loss_options_are_checked(head, match):
+    with pytest.raises(ValueError, match=match):
+        from_dict(RunConfig, {"head": {"loss": "neighbours", **head}})
+
+
+def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
+    from hpn.prototypes import nearest_neighbours
+
+    head = {
+        "kind": "prototype",
+        "dims": 3,
+        "loss": "neighbours",
+        "neighbours": 2,
+        "random_negatives": 1,
+        "scale": 10.0,
+        "assignment": "dynamic",
+    }
+    splits = _splits()
+    torch.manual_seed(0)
+    full = train(_cfg(tmp_path, "full", head=head), splits, TinyMLP(), log=lambda *_: None)
+    assert full["test_accuracy"] > 0.8
+    info = json.loads((tmp_path / "full" / "head.json").read_text())["loss"]
+    assert info == {
+        "kind": "neighbours",
+        "scale": 10.0,
+        "margin": 0.0,
+        "neighbours": 2,
+        "random_negatives": 1,
+    }
+    cut = _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the table lists, for each class, the nearest prototypes to the one it owns at the end
+    # (the 4 prototypes are a simplex: all ties, so compare cosines, not indices)
+    p, table = a["head.prototypes"], a["head.neighbours"]
+    listed = (p[:, None, :] * p[table]).sum(-1).sort(dim=1, descending=True).values
+    assert torch.allclose(listed, nearest_neighbours(p, 2)[0], atol=1e-6)
+    assert not (table == torch.arange(4)[:, None]).any()
+    assert full["test_accuracy"] == cut["test_accuracy"]

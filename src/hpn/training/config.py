@@ -57,11 +57,19 @@ class HeadConfig:
     spread_steps: int = 100
     task_weight: float = 0.5
     reduction: Literal["sum", "mean"] = "mean"
-    # Classification loss of a prototype head: the paper's (1 - cos)^2, or a softmax over
-    # scale * cosines to all prototypes (scale None: sqrt(2) ln(K - 1)) with a cosine margin.
-    loss: Literal["paper", "softmax"] = "paper"
+    # Classification loss of a prototype head: the paper's (1 - cos)^2, a softmax over
+    # scale * cosines to all prototypes (scale None: sqrt(2) ln(K - 1)) with a cosine margin,
+    # or "neighbours": that softmax over the target and its nearest prototypes only, at a
+    # cost per batch that does not grow with K.
+    loss: Literal["paper", "softmax", "neighbours"] = "paper"
     scale: float | None = None
     margin: float = 0.0
+    # loss "neighbours": wrong classes per example, the prototypes nearest to the target's
+    # (capped at K - 1, where it is the full softmax)
+    neighbours: int = 32
+    # loss "neighbours": classes drawn at random once per batch as extra wrong classes, each
+    # standing for K / r classes (0: none; the neighbours alone learn much more slowly)
+    random_negatives: int = 256
     # Dynamic label-to-prototype assignment (DL2PA): re-match classes to prototypes from the
     # running class means every `assignment_every` epochs (Hungarian up to 4,096 classes).
     assignment: Literal["static", "dynamic"] = "static"
@@ -81,6 +89,8 @@ class HeadConfig:
         _at_least("head.dims", self.dims, 1, allow_none=True)
         _at_least("head.spread_steps", self.spread_steps, 0)
         _at_least("head.assignment_every", self.assignment_every, 1)
+        _at_least("head.neighbours", self.neighbours, 1)
+        _at_least("head.random_negatives", self.random_negatives, 0)
         _in_unit_interval("head.task_weight", self.task_weight, closed_right=True)
         _in_unit_interval("head.assignment_momentum", self.assignment_momentum, closed_right=False)
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):

@@ -170,9 +170,13 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
         p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names, splits.train)
         head = PrototypeClassifier(
-            p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm
-        )
+            p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm,
+            neighbours=cfg.neighbours, random_negatives=cfg.random_negatives,
+        )  # fmt: skip
         info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
+        if head.neighbours is not None:
+            info["loss"]["neighbours"] = head.neighbours.shape[1]
+            info["loss"]["random_negatives"] = head.random_negatives
         informed = _class_informed(cfg, info["prototypes"]["method"])
         info["assignment"] = _assignment(head, cfg, informed)
         return head, info
@@ -182,7 +186,8 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
     p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names, splits.train)
     head = MultiTaskHead(
         p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
-        output_norm=cfg.output_norm,
+        output_norm=cfg.output_norm, neighbours=cfg.neighbours,
+        random_negatives=cfg.random_negatives,
     )  # fmt: skip
     informed = _class_informed(cfg, info["prototypes"]["method"])
     info["assignment"] = _assignment(head.classifier, cfg, informed)
