@@ -17,6 +17,7 @@ from typing import Any
 
 from hpn.functional import (
     nearest_prototype,
+    neighbour_softmax_loss,
     prototype_loss,
     prototype_softmax_loss,
     regression_loss,
@@ -40,6 +41,7 @@ __all__ = [
     "generate",
     "load",
     "nearest_prototype",
+    "neighbour_softmax_loss",
     "prototype_loss",
     "prototype_softmax_loss",
     "regression_loss",
