@@ -30,39 +30,57 @@ def _in_unit_interval(path: str, value: float, *, closed_right: bool) -> None:
 
 @dataclass
 class DataConfig:
+    """The ``data`` section: which source, and how its splits are used."""
+
+    # The data source, a name from hpn.data.registry (mnist5k, fashion_mnist, cifar100, ...).
     name: str = "mnist5k"
     # A multi-task source used for one task only: classification or regression.
     task: Literal["classification", "regression", "multitask"] | None = None
     # Long-tailed training split: n_min / n_max of the exponential profile (e.g. 0.01).
     imbalance: float | None = None
+    # Keyword options of the source (e.g. folder, num_classes); see the data-source table.
     options: dict = field(default_factory=dict)
 
 
 @dataclass
 class ModelConfig:
+    """The ``model`` section: the backbone that maps inputs to penultimate features."""
+
+    # The backbone, a name from hpn.models (mlp, convnet, resnet32, densenet121, glyphnet).
     backbone: str = "mlp"
+    # Keyword options of the backbone (e.g. hidden, features); see the backbone table.
     options: dict = field(default_factory=dict)
 
 
 @dataclass
 class HeadConfig:
+    """The ``head`` section: the output layer, its prototypes, loss and assignment."""
+
+    # prototype: an HPN head (classification, regression or multi-task by the data's task);
+    # softmax / mse: the baselines (softmax classifier, MSE regressor, or both for multi-task).
     kind: Literal["prototype", "softmax", "mse"] = "prototype"
+    # Output dimensions d of a prototype head (None: K, or 1 + K for multi-task).
     dims: int | None = None
     # a generator method, "onehot", "data" (laid out like the training classes' mean
     # inputs, then spread), "embedding:glove" / "embedding:minilm" (class-name embeddings
     # used directly), or a path to a .npy file
     prototypes: str = "auto"
+    # Seed of the prototype generator (separate from the run's seed).
     prototype_seed: int = 0
     # prototypes "data": separation steps after the PCA start (0: the start as it is)
     spread_steps: int = 100
+    # Multi-task weight t in L = t L_class + (1 - t) L_regression.
     task_weight: float = 0.5
+    # How a batch's losses are combined: the paper sums, mean divides by the batch size.
     reduction: Literal["sum", "mean"] = "mean"
     # Classification loss of a prototype head: the paper's (1 - cos)^2, a softmax over
     # scale * cosines to all prototypes (scale None: sqrt(2) ln(K - 1)) with a cosine margin,
     # or "neighbours": that softmax over the target and its nearest prototypes only, at a
     # cost per batch that does not grow with K.
     loss: Literal["paper", "softmax", "neighbours"] = "paper"
+    # Scale s of the softmax losses (None: sqrt(2) ln(K - 1), AdaCos' fixed scale).
     scale: float | None = None
+    # Additive margin m subtracted from the target cosine in the softmax losses.
     margin: float = 0.0
     # loss "neighbours": wrong classes per example, the prototypes nearest to the target's
     # (capped at K - 1, where it is the full softmax)
@@ -73,7 +91,9 @@ class HeadConfig:
     # Dynamic label-to-prototype assignment (DL2PA): re-match classes to prototypes from the
     # running class means every `assignment_every` epochs (Hungarian up to 4,096 classes).
     assignment: Literal["static", "dynamic"] = "static"
+    # Epochs between re-matchings of classes to prototypes.
     assignment_every: int = 1
+    # Momentum of the running class means that dynamic assignment matches, in [0, 1).
     assignment_momentum: float = 0.9
     # Before the first epoch, match classes to prototypes once from the class means of the
     # untrained network's outputs over the training split (a data-driven start: classes the
@@ -99,12 +119,21 @@ class HeadConfig:
 
 @dataclass
 class OptimConfig:
+    """The ``optim`` section: optimiser, schedule and length of training."""
+
+    # SGD (with momentum) or Adam.
     optimizer: Literal["sgd", "adam"] = "sgd"
+    # Initial learning rate (>= 0).
     lr: float = 0.01
+    # SGD momentum in [0, 1) (ignored by Adam).
     momentum: float = 0.9
+    # L2 weight decay of the optimiser (>= 0).
     weight_decay: float = 0.0
+    # Passes over the training split (>= 1); --resume may raise it.
     epochs: int = 10
+    # Examples per training step, over all processes under torchrun.
     batch_size: int = 128
+    # Learning-rate schedule over the epochs: constant, cosine to 0, or x0.1 at 50 % and 75 %.
     schedule: Literal["none", "cosine", "step"] = "cosine"
     # Stop after this many epochs without a better validation score (None: run all epochs).
     patience: int | None = None
@@ -121,8 +150,13 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
+    """A whole run: the top-level keys and the four sections."""
+
+    # Seeds the split, the initialisation, the batch order and dropout.
     seed: int = 0
+    # cpu, cuda or cuda:N (one GPU per process under torchrun).
     device: str = "cpu"
+    # The run folder (config, metrics, checkpoints, results); hpn train --out sets it.
     out_dir: str = "runs/run"
     select_metric: str = "auto"  # validation metric that picks the best epoch
     tensorboard: bool = False  # also write per-epoch scalars to out_dir/tensorboard
