@@ -308,6 +308,7 @@ def _add_bench(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hpn`` parser: one subcommand per verb (prototypes, train, demo, transfer, bench)."""
     parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for add in (_add_prototypes, _add_train, _add_demo, _add_transfer, _add_bench):
@@ -316,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``hpn`` with ``argv`` (default: the command line); returns the exit status.
+
+    User errors print one line on stderr and return 2; an interrupt returns 130.
+    """
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -319,6 +319,7 @@ class PrototypeRegressor(nn.Module):
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """(N,) float64 predictions v_l + (cos(z, p_u) + 1) / 2 (v_u - v_l) from (N, F) features."""
         low, high = self.bounds.tolist()
         return F.regression_inverse(self(features).double(), low, high)
 

@@ -231,6 +231,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def to_dict(config: RunConfig) -> dict:
+    """The config as nested plain dicts (what ``config.json`` holds)."""
     return dataclasses.asdict(config)
 
 

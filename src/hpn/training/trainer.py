@@ -63,6 +63,7 @@ class Network(nn.Module):
     def loss(
         self, x: torch.Tensor, targets: dict[str, torch.Tensor], reduction: str
     ) -> torch.Tensor:
+        """The head's loss of a batch: ``targets`` holds ``label`` and/or ``value`` (N,)."""
         feats = self.backbone(x)
         if self.task == "classification":
             return self.head.loss(feats, targets["label"], reduction)
@@ -72,6 +73,7 @@ class Network(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"label": (N,)}``, ``{"value": (N,)}`` or both, by the task."""
         out = self.head.predict(self.backbone(x))
         if self.task == "classification":
             return {"label": out}
@@ -276,6 +278,9 @@ def _initial_assignment(
 
 @dataclass
 class EpochMetrics:
+    """One evaluation pass: mean loss, and accuracy, MAE, macro F1 and per-class recall where
+    the task has them (None otherwise)."""
+
     loss: float
     accuracy: float | None = None
     mae: float | None = None
