@@ -160,23 +160,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options(items: list[str]) -> dict:
-    """``key=value`` strings (values parsed as YAML) as a dict."""
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--option {item!r} is not of the form key=value")
-        options[key] = yaml.safe_load(raw)
-    return options
-
-
 def _cmd_transfer(args: argparse.Namespace) -> int:
     from hpn.evaluation.transfer import transfer_report
+    from hpn.training.config import parse_key_values
 
-    rows = [transfer_report(run, args.data, _options(args.option)) for run in args.runs]
+    options = parse_key_values(args.option, "--option")
+    rows = [transfer_report(run, args.data, options) for run in args.runs]
     print(
         "| run | head | source | target | separation (source test) | separation (target test) | linear probe accuracy |"
     )

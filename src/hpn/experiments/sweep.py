@@ -58,6 +58,7 @@ import yaml
 
 from hpn.experiments import table
 from hpn.experiments.table import fill
+from hpn.training.config import parse_key_values
 
 #: One run: (config, overrides, seed, folder), as ``hpn train --config CONFIG OVERRIDES
 #: seed=SEED out_dir=FOLDER`` would do it.
@@ -111,13 +112,7 @@ def parse_option(kind: str, value: Any) -> Any:
     if kind == "pairs":
         if isinstance(value, dict):
             return dict(value)
-        pairs = {}
-        for item in value:
-            key, sep, raw = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"option {item!r} is not of the form key=value")
-            pairs[key] = yaml.safe_load(raw)
-        return pairs
+        return parse_key_values(list(value))
     convert = {"ints": int, "floats": float, "names": str}[kind]
     items = value.split(",") if isinstance(value, str) else list(value)
     try:

@@ -212,6 +212,23 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     return cls(**kwargs)
 
 
+def parse_key_values(items: list[str], label: str = "option") -> dict:
+    """``key=value`` strings (values parsed as YAML) as a dict; ``label`` names them in errors.
+
+    >>> parse_key_values(["num_classes=3", "std=0.5"])
+    {'num_classes': 3, 'std': 0.5}
+    """
+    import yaml
+
+    pairs = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{label} {item!r} is not of the form key=value")
+        pairs[key] = yaml.safe_load(raw)
+    return pairs
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
     import yaml
