@@ -409,10 +409,13 @@ def _scheduler(opt: torch.optim.Optimizer, kind: str, epochs: int):
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     if kind == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            opt, [int(epochs * 0.5), int(epochs * 0.75)], 0.1
-        )
+        return torch.optim.lr_scheduler.MultiStepLR(opt, _step_milestones(epochs), 0.1)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _step_milestones(epochs: int) -> list[int]:
+    """Epochs where the ``step`` schedule divides the learning rate by 10: 50 % and 75 %."""
+    return [int(epochs * 0.5), int(epochs * 0.75)]
 
 
 def _fit_schedule(sched, kind: str, epochs: int) -> None:
@@ -421,7 +424,7 @@ def _fit_schedule(sched, kind: str, epochs: int) -> None:
     if kind == "cosine":
         sched.T_max = max(epochs, 1)
     elif kind == "step":
-        sched.milestones = collections.Counter([int(epochs * 0.5), int(epochs * 0.75)])
+        sched.milestones = collections.Counter(_step_milestones(epochs))
 
 
 def _record_resume(out: Path, cfg: RunConfig, epoch: int) -> None:
