@@ -81,6 +81,7 @@ def resume_config(
         raise FileNotFoundError(f"nothing to resume: {saved_file} does not exist")
     saved_dict = json.loads(saved_file.read_text())
     saved = from_dict(RunConfig, {**saved_dict, "out_dir": str(out_dir)})
+    # a fresh copy: overrides edit nested dicts in place, and `saved` shares saved_dict's
     base = _read_yaml(path) if path is not None else json.loads(saved_file.read_text())
     wanted = from_dict(RunConfig, apply_overrides({**base, "out_dir": str(out_dir)}, overrides))
     changes = config_changes(saved, wanted)
