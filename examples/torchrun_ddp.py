@@ -102,6 +102,7 @@ def main() -> None:
         print(f"test accuracy {counts[0] / counts[1]:.4f}  weights checksum {checksum:.6f}  "
               f"world {world}")  # fmt: skip
     if world > 1:
+        dist.barrier()  # leave together: a rank tearing gloo down early can abort the other
         dist.destroy_process_group()
 
 

@@ -92,8 +92,13 @@ def init_from_env(device: str) -> tuple[Context, str]:
 
 
 def shutdown() -> None:
-    """Leave the process group (a no-op when not distributed)."""
+    """Leave the process group (a no-op when not distributed).
+
+    All ranks meet at a barrier first: a rank that tears gloo down while another still
+    talks to it can abort ("terminate called without an active exception").
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
