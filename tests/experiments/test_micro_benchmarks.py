@@ -3,6 +3,8 @@ are checked by tests/prototypes and tests/test_fuzz on the functions they print)
 
 import io
 
+import pytest
+
 from hpn.experiments import estimators, scale
 
 
@@ -32,6 +34,21 @@ def test_scale_benchmark_measures_both_heads_in_fresh_processes():
     assert f"| {k:,} |" in table and f"K = {k:,}, d = 8" in table and "chunks of 100,000" in table
 
 
+def test_scale_benchmark_times_each_hpn_loss_against_one_softmax_run():
+    out = io.StringIO()
+    rows = scale.scale_benchmark(
+        classes=(500,), dims=8, features=16, batch=32, steps=2, queries=16, chunk=1_000,
+        losses=("paper", "neighbours"), optimizer="adam", out=out,
+    )  # fmt: skip
+    paper, neighbours, _ = rows
+    assert (paper["loss"], neighbours["loss"]) == ("paper", "neighbours")
+    assert paper["softmax_s"] == neighbours["softmax_s"]  # one softmax measurement per K
+    assert "| 500 | neighbours |" in out.getvalue()
+    assert "adam" in out.getvalue().splitlines()[0]
+    with pytest.raises(ValueError, match="losses must be among"):
+        scale.scale_benchmark(classes=(10,), losses=("hinge",), out=io.StringIO())
+
+
 def test_sklearn_benchmark_prints_both_recipes_and_the_default(monkeypatch):
     import numpy as np
 
@@ -58,7 +75,7 @@ def test_peak_memory_of_a_worker_is_its_own_not_its_large_parents():
     ballast = bytearray(300 * 2**20)  # a 300 MiB parent, like a long test session
     ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page so it is resident
     seconds, peak = scale._in_fresh_process(
-        scale._scale_case, "softmax", 300_000, 8, 16, 32, 2, "cpu"
+        scale._scale_case, "softmax", 300_000, 8, 16, 32, 2, "cpu", "sgd"
     )
     assert seconds > 0 and peak >= 0.9 * (3 * 300_000 * 16 + 32 * 300_000) * 4 / 2**20
     del ballast

@@ -25,6 +25,10 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _names(text: str) -> list[str]:
+    return sweep.parse_option("names", text)
+
+
 @dataclass(frozen=True)
 class Option:
     """A micro-benchmark's command-line option, passed on only when given."""
@@ -55,6 +59,11 @@ MICRO = {
         "hpn.experiments.scale:scale_benchmark",
         (
             Option("--classes", "classes", "numbers of classes K, comma-separated", _ints),
+            Option("--dims", "dims", "HPN output dims d", int),
+            Option("--features", "features", "penultimate units (the heads' input)", int),
+            Option("--batch", "batch", "examples per step", int),
+            Option("--losses", "losses", "HPN losses to time, comma-separated", _names),
+            Option("--optimizer", "optimizer", "sgd (with momentum) or adam", str),
             Option("--device", "device", "cpu or cuda", str),
         ),
     ),

@@ -29,8 +29,18 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str):
-    """One head's training steps in a fresh process: (seconds per step, peak MiB added)."""
+#: HPN losses ``hpn bench scale --losses`` can time, as head.loss values.
+HPN_LOSSES = ("paper", "softmax", "neighbours")
+
+
+def _scale_case(
+    kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str, optimizer: str
+):
+    """One head's training steps in a fresh process: (seconds per step, peak MiB added).
+
+    ``kind``: ``softmax`` (a K-way linear layer) or ``hpn-LOSS`` with LOSS in
+    :data:`HPN_LOSSES` (a d-dim projection against K fixed prototypes).
+    """
     import torch
 
     from hpn.baselines import SoftmaxClassifier
@@ -42,13 +52,18 @@ def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base_gpu = torch.cuda.memory_allocated(device)
-    if kind == "hpn":
+    if kind.startswith("hpn-"):
         # random unit rows stand in for the prototypes: the cost does not depend on where
         # they are, only on K and d (building 1M good ones is hpn bench prototypes' job)
-        head = PrototypeClassifier(torch.randn(k, d), in_features=features).to(device)
+        loss = kind.removeprefix("hpn-")
+        head = PrototypeClassifier(torch.randn(k, d), in_features=features, loss=loss)
+        head = head.to(device)
     else:
         head = SoftmaxClassifier(features, k).to(device)
-    opt = torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, features, device=device)
     y = torch.randint(0, k, (batch,), device=device)
 
@@ -109,55 +124,66 @@ def scale_benchmark(
     queries: int = 4096,
     chunk: int = 16_384,
     device: str = "cpu",
+    losses: Iterable[str] = ("paper",),
+    optimizer: str = "sgd",
     out: TextIO | None = None,
 ) -> list[dict]:
     """Training-step time and peak memory of the HPN head vs a softmax head, by K.
 
     Both heads read the same (batch, features) penultimate activations; HPN maps them to d
-    dims and takes the paper's loss against the target prototypes only, softmax maps them to
-    K logits. Each (head, K) runs in its own process: time per step (forward, backward,
-    SGD-momentum update, after 2 warm-up steps) and the peak memory that process added
-    (resident set on CPU, allocated memory on CUDA). Then nearest-prototype prediction
-    throughput at the largest K.
+    dims and takes its loss (``losses``: the paper's against the target prototype only, the
+    cosine softmax over all K prototypes, or the neighbour softmax over the target's nearest
+    and 256 random prototypes), softmax maps them to K logits. Each (head, K) runs in its own
+    process: time per step (forward, backward, optimizer update: ``sgd`` with momentum or
+    ``adam``, after 2 warm-up steps) and the peak memory that process added (resident set on
+    CPU, allocated memory on CUDA). Then nearest-prototype prediction throughput at the
+    largest K.
     """
-    classes = list(classes)
+    classes, losses = list(classes), list(losses)
+    bad = [name for name in losses if name not in HPN_LOSSES]
+    if bad or not losses:
+        raise ValueError(f"losses must be among {list(HPN_LOSSES)}, got {losses}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be sgd or adam, got {optimizer!r}")
     print_header(
         f"hpn bench scale: d = {dims}, {features} penultimate units, batch {batch}, "
-        f"{steps} timed steps, {device}",
+        f"{steps} timed steps, {optimizer}, {device}",
         out,
     )
     print_columns(
         [
-            "K", "HPN step", "softmax step", "step ratio HPN/softmax", "HPN peak MiB",
-            "softmax peak MiB", "memory ratio",
+            "K", "HPN loss", "HPN step", "softmax step", "step ratio HPN/softmax",
+            "HPN peak MiB", "softmax peak MiB", "memory ratio",
         ],
         out,
     )  # fmt: skip
     rows = []
     for k in classes:
-        hpn_s, hpn_mem = _in_fresh_process(
-            _scale_case, "hpn", k, dims, features, batch, steps, device
-        )
         soft_s, soft_mem = _in_fresh_process(
-            _scale_case, "softmax", k, dims, features, batch, steps, device
+            _scale_case, "softmax", k, dims, features, batch, steps, device, optimizer
         )
-        rows.append(
-            {
-                "K": k,
-                "hpn_s": hpn_s,
-                "softmax_s": soft_s,
-                "hpn_mib": hpn_mem,
-                "softmax_mib": soft_mem,
-            }
-        )
-        print_row(
-            [
-                f"{k:,}", f"{hpn_s * 1e3:.2f} ms", f"{soft_s * 1e3:.1f} ms",
-                f"{hpn_s / soft_s:.4f}", f"{hpn_mem:.0f}", f"{soft_mem:.0f}",
-                f"{hpn_mem / max(soft_mem, 1e-9):.3f}",
-            ],
-            out,
-        )  # fmt: skip
+        for loss in losses:
+            hpn_s, hpn_mem = _in_fresh_process(
+                _scale_case, f"hpn-{loss}", k, dims, features, batch, steps, device, optimizer
+            )
+            rows.append(
+                {
+                    "K": k,
+                    "loss": loss,
+                    "hpn_s": hpn_s,
+                    "softmax_s": soft_s,
+                    "hpn_mib": hpn_mem,
+                    "softmax_mib": soft_mem,
+                }
+            )
+            print_row(
+                [
+                    f"{k:,}", loss, f"{hpn_s * 1e3:.2f} ms", f"{soft_s * 1e3:.1f} ms",
+                    f"{hpn_s / soft_s:.4f}", f"{hpn_mem:.0f}", f"{soft_mem:.0f}",
+                    f"{hpn_mem / max(soft_mem, 1e-9):.3f}",
+                ],
+                out,
+            )  # fmt: skip
     k = max(classes)
     rate = _in_fresh_process(_predict_case, k, dims, queries, chunk, device)
     print(
