@@ -1,4 +1,4 @@
-"""The ``hpn`` command line: ``hpn prototypes | train | demo | bench``.
+"""The ``hpn`` command line: ``hpn prototypes | train | demo | transfer | evaluate | bench``.
 
 Errors a user can cause (bad numbers, unknown methods, missing files) end in one line on
 stderr and exit status 2; tracebacks are for bugs.
@@ -178,6 +178,22 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hpn.training.reevaluate import evaluate_run
+
+    print("| run | split | data overrides | accuracy | macro F1 | loss | examples |")
+    print("|---|---|---|---|---|---|---|")
+    for run in args.runs:
+        r = evaluate_run(run, args.overrides, split=args.split, device=args.device)
+        shown = {k: r[k] if r[k] is not None else float("nan") for k in ("accuracy", "macro_f1")}
+        print(
+            f"| {run} | {r['split']} | {' '.join(r['overrides']) or '(none)'} | "
+            f"{shown['accuracy']:.4f} | {shown['macro_f1']:.4f} | {r['loss']:.4f} | "
+            f"{r['examples']} |"
+        )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hpn.demo import demo
 
@@ -282,6 +298,24 @@ def _add_transfer(sub) -> None:
     tra.set_defaults(func=_cmd_transfer)
 
 
+def _add_evaluate(sub) -> None:
+    ev = sub.add_parser(
+        "evaluate",
+        help="score finished runs' best weights on their data with data.* overrides",
+        description="Score each run's best.pt on one split of its data loaded with data.* "
+        "overrides (e.g. data.options.degrade=1: scan-like glyphs). Nothing is trained; the "
+        "scores are kept in RUN/evaluations/ and read back.",
+    )
+    ev.add_argument("runs", nargs="+", help="run folders (config.json + best.pt)")
+    ev.add_argument("--split", default="test", help="train, val or test (default test)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a data.* override, e.g. data.options.degrade=1 (repeat)",
+    )  # fmt: skip
+    ev.set_defaults(func=_cmd_evaluate)
+
+
 def _add_bench(sub) -> None:
     from hpn.experiments.registry import add_bench_parsers
 
@@ -297,10 +331,11 @@ def _add_bench(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``hpn`` parser: one subcommand per verb (prototypes, train, demo, transfer, bench)."""
+    """The ``hpn`` parser: one subcommand per verb (prototypes, train, demo, transfer,
+    evaluate, bench)."""
     parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for add in (_add_prototypes, _add_train, _add_demo, _add_transfer, _add_bench):
+    for add in (_add_prototypes, _add_train, _add_demo, _add_transfer, _add_evaluate, _add_bench):
         add(sub)
     return parser
 

@@ -354,7 +354,7 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     runs = tmp_path / "g"
     rows = sweep.run_sweep(
         "glyphs", config=str(cfg), classes="3,5", dims="2", heads="auto-paper,data-neighbours",
-        seeds=(0,), out_dir=str(runs), out=out,
+        degraded=["data.options.std=0.6"], seeds=(0,), out_dir=str(runs), out=out,
     )  # fmt: skip
     paper, neighbours = (
         "HPN d = 2, auto prototypes, paper loss",
@@ -373,6 +373,10 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
         [17 * 2],
     ]
     assert _results(runs / "k5-softmax-s0")["data"]["num_classes"] == 5
+    # the second test: the best weights scored on noisier clusters, kept beside the run
+    kept = runs / "k5-softmax-s0" / "evaluations" / "test-std=0.6.json"
+    assert rows[3]["degraded_accs"] == [json.loads(kept.read_text())["accuracy"]]
+    assert "test accuracy, data.options.std=0.6" in out.getvalue()
     head = json.loads((runs / "k5-d2-data-neighbours-s0" / "head.json").read_text())
     assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbours"
     assert "| 5 | softmax |" in out.getvalue() and "| 85 |" in out.getvalue()

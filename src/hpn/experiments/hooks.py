@@ -122,3 +122,11 @@ def convergence_table(rows: list[dict], out: TextIO | None, blog: dict) -> None:
         )
         for line in lines:
             print(line, file=out)
+
+
+def evaluation_or_load(folder: Path, overrides: dict) -> dict:
+    """:func:`hpn.training.reevaluate.evaluate_run` of a run's test split with ``data.*``
+    overrides (e.g. ``{"data.options.degrade": 1}``), kept in the run folder and read back."""
+    from hpn.training.reevaluate import evaluate_run
+
+    return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()])

@@ -8,7 +8,7 @@ module turns one declared column and one row of per-seed values into a cell's te
 Templates are Python format strings whose fields are dotted paths into a context
 (``{cfg.optim.lr}``, ``{cfg.data.options.num_classes}``), with a fallback after ``|``
 (``{cfg.data.options.num_classes|from the data}``) and the conversion ``!e`` that prints an
-empty value as nothing.
+empty value as nothing, and ``!p`` that prints a mapping as ``key=value`` pairs.
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ class _Formatter(string.Formatter):
     def convert_field(self, value, conversion):
         if conversion == "e":  # an empty value prints as nothing
             return value or ""
+        if conversion == "p":  # a mapping as key=value pairs
+            return " ".join(f"{k}={v}" for k, v in dict(value).items())
         return super().convert_field(value, conversion)
 
 
@@ -160,6 +162,8 @@ def fill(template: Any, context: Mapping[str, Any]) -> Any:
     3
     >>> fill("K = {cfg.options.k|from the data}, t {t:g}", {"cfg": {"options": {}}, "t": 1.0})
     'K = from the data, t 1'
+    >>> fill("test on {data!p}", {"data": {"data.options.degrade": 1}})
+    'test on data.options.degrade=1'
     """
     if isinstance(template, list):
         return [fill(t, context) for t in template]

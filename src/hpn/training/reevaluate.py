@@ -1,0 +1,112 @@
+"""``hpn evaluate``: a finished run's best weights scored on its data seen another way.
+
+A run is selected and tested on the data its config names. To ask how the same weights fare
+on, say, scan-like renders of the held-out fonts (``data.options.degrade=1`` of the glyph
+source), :func:`evaluate_run` rebuilds the run's network from ``config.json``, loads
+``best.pt`` and scores one split of the data loaded with ``data.*`` overrides. Nothing is
+trained and the run's own files are not changed: the scores go to
+``evaluations/<tag>.json`` in the run folder, written atomically, and are read back by a
+second call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from hpn.files import atomic_write_json
+from hpn.models import build_backbone
+from hpn.training.config import RunConfig, apply_overrides, from_dict
+from hpn.training.run import load_splits
+from hpn.training.trainer import Network, build_head, evaluate
+
+#: The splits a run can be scored on.
+SPLITS = ("train", "val", "test")
+
+
+def evaluation_tag(overrides: list[str], split: str) -> str:
+    """A file-name-safe name for an evaluation.
+
+    >>> evaluation_tag(["data.options.degrade=1"], "test")
+    'test-degrade=1'
+    """
+    parts = [split] + [o.removeprefix("data.options.").removeprefix("data.") for o in overrides]
+    return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts))
+
+
+def _check(run_dir: Path, overrides: list[str], split: str) -> None:
+    for name in ("config.json", "best.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    for item in overrides:
+        if not item.startswith("data."):
+            raise ValueError(
+                f"override {item!r}: only data.* keys may change when a trained run is scored"
+            )
+
+
+def evaluate_run(
+    run_dir: str | Path, overrides: list[str] = (), split: str = "test", device: str = "cpu"
+) -> dict:
+    """Score a finished run's ``best.pt`` on ``split`` of its data with ``data.*`` overrides.
+
+    Args:
+        run_dir: a run folder with ``config.json`` and ``best.pt``.
+        overrides: ``data.key=value`` items, e.g. ``["data.options.degrade=1"]``.
+        split: ``train``, ``val`` or ``test``.
+        device: where the network runs.
+
+    Returns:
+        ``{"run", "split", "overrides", "loss", "accuracy", "macro_f1", "mae", "examples",
+        "seconds"}``, also kept in ``run_dir/evaluations/<tag>.json`` and read back from
+        there when it exists.
+
+    Raises:
+        FileNotFoundError: not a finished run folder.
+        ValueError: an override outside ``data.*``, an unknown split, or data whose classes
+            or input shape the trained network cannot take (the message says which).
+    """
+    run_dir, overrides = Path(run_dir), list(overrides)
+    _check(run_dir, overrides, split)
+    done = run_dir / "evaluations" / f"{evaluation_tag(overrides, split)}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    start = time.perf_counter()
+    saved = json.loads((run_dir / "config.json").read_text())
+    cfg = from_dict(RunConfig, apply_overrides(saved, overrides))
+    splits = load_splits(cfg)
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
+    head, _ = build_head(cfg.head, splits, backbone.out_features)
+    net = Network(backbone, head, splits.task)
+    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{run_dir}: the trained network does not fit the data with {overrides}: "
+            f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}"
+        ) from None
+    net.to(device)
+    data = getattr(splits, split)
+    metrics = evaluate(net, data, cfg.optim.batch_size, device, cfg.head.reduction)
+    report = {
+        "run": str(run_dir),
+        "split": split,
+        "overrides": overrides,
+        "loss": metrics.loss,
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "mae": metrics.mae,
+        "examples": len(data),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    done.parent.mkdir(exist_ok=True)
+    atomic_write_json(done, report)
+    return report

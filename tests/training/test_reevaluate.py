@@ -1,0 +1,70 @@
+"""hpn evaluate: a finished run's best weights scored on its data loaded another way."""
+
+import json
+
+import pytest
+
+from hpn.cli import main
+from hpn.training.reevaluate import evaluate_run, evaluation_tag
+from hpn.training.run import load_config, run
+
+CONFIG = """
+seed: 0
+data:
+  name: clusters
+  options: {num_classes: 4, samples_per_class: 40, dims: 6, std: 0.3}
+model:
+  backbone: mlp
+  options: {hidden: [16]}
+head: {kind: prototype, dims: 3}
+optim: {optimizer: adam, lr: 0.01, epochs: 3, batch_size: 32}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval") / "run"
+    config = folder.parent / "c.yaml"
+    config.write_text(CONFIG)
+    run(load_config(str(config), [f"out_dir={folder}"]), log=lambda *a: None)
+    return folder
+
+
+def test_the_runs_own_data_gives_its_own_test_score(finished):
+    results = json.loads((finished / "results.json").read_text())
+    report = evaluate_run(finished)
+    assert report["accuracy"] == results["test_accuracy"]
+    assert report["loss"] == pytest.approx(results["test_loss"])
+    assert (finished / "evaluations" / "test.json").is_file()
+
+
+def test_noisier_data_scores_lower_and_is_read_back(finished):
+    clean = evaluate_run(finished, [], split="val")
+    noisy = evaluate_run(finished, ["data.options.std=3.0"], split="val")
+    assert noisy["accuracy"] < clean["accuracy"] and noisy["overrides"] == ["data.options.std=3.0"]
+    kept = finished / "evaluations" / "val-std=3.0.json"
+    stamp = kept.stat().st_mtime_ns
+    assert evaluate_run(finished, ["data.options.std=3.0"], split="val") == noisy
+    assert kept.stat().st_mtime_ns == stamp
+
+
+def test_bad_requests_are_one_line(finished, tmp_path, capsys):
+    with pytest.raises(ValueError, match="only data.\\* keys"):
+        evaluate_run(finished, ["optim.lr=1"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        evaluate_run(finished, split="dev")
+    with pytest.raises(ValueError, match="does not fit the data"):
+        evaluate_run(finished, ["data.options.num_classes=5"])
+    with pytest.raises(FileNotFoundError, match="not a finished run folder"):
+        evaluate_run(tmp_path)
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_the_command_prints_one_row_per_run(finished, capsys):
+    assert main(["evaluate", str(finished), "--split", "val"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith(f"| {finished} | val | (none) | ")
+    assert (
+        evaluation_tag(["data.options.degrade=1", "data.seed=3"], "test") == "test-degrade=1-seed=3"
+    )
