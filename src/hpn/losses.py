@@ -10,7 +10,7 @@ per-example losses for ``reduction="none"``:
     (:class:`PrototypeLoss`, :class:`CosineSoftmaxLoss`, :class:`NeighbourSoftmaxLoss`);
   - :class:`PoleOutput` ``(z, pole, lower, upper)``: (N, d) raw outputs, the (d,) upper
     pole p_u and the bounds v_l < v_u (:class:`RegressionLoss`);
-  - a (N, K) tensor of logits (:class:`SoftmaxCrossEntropyLoss`, the baseline);
+  - an (N, K) tensor of logits (:class:`SoftmaxCrossEntropyLoss`, the baseline);
   - :class:`ScaledOutput` ``(values, lower, upper)``: (N,) outputs on the [-1, 1] scale and
     the bounds (:class:`ScaledMSELoss`, the baseline);
   - :class:`MultiTaskOutput` ``(classes, values)``: one output of each kind above
@@ -19,14 +19,15 @@ per-example losses for ``reduction="none"``:
 * ``target`` is what the data sources yield (:mod:`hpn.data`): a dict with ``"label"``, (N,)
   integer classes in [0, K), and/or ``"value"``, (N,) regression targets in target units. A
   classification loss reads ``"label"``, a regression loss ``"value"``, the multi-task loss
-  both. A single-task loss also takes the one tensor, array or list it reads in place of the
-  dict.
+  both. A single-task loss also takes the part it reads alone, in place of the dict (the
+  prototype losses, as :mod:`hpn.functional`, a tensor, array or list; the baselines' a
+  tensor).
 
 * ``reduction`` is ``"sum"``, ``"mean"`` or ``"none"``. The default is the paper's ``"sum"``
   for its losses (:class:`PrototypeLoss`, :class:`RegressionLoss`, :class:`MultiTaskLoss`)
   and ``"mean"`` for the softmax family, as in :mod:`hpn.functional` and ``torch.nn``.
 
-The losses are ``nn.Module`` s without parameters or buffers: saving a head saves no loss
+The losses are ``nn.Module`` objects without parameters or buffers: saving a head saves no loss
 state, and ``head.train()`` / ``head.eval()`` reach the loss, which only
 :class:`NeighbourSoftmaxLoss` uses (random negatives are drawn in training mode only). The
 prototypes, the neighbour table and the regression bounds are the head's buffers; the head
