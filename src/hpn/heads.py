@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hpn import functional as F
+from hpn.assignment import DynamicAssignment
 from hpn.losses import (
     LOSSES,
     LossKind,
@@ -235,8 +236,6 @@ class PrototypeClassifier(nn.Module):
         See :mod:`hpn.assignment`. The current prototypes become the fixed set; the
         ``prototypes`` buffer then always holds, in row c, the prototype class c owns.
         """
-        from hpn.assignment import DynamicAssignment
-
         self.assignment = DynamicAssignment(self.prototypes, momentum, method).to(
             self.prototypes.device
         )
