@@ -1,8 +1,10 @@
-"""Prototype heads: ``nn.Module`` wrappers that own fixed prototypes and call
-:mod:`hpn.functional`.
+"""Prototype heads: ``nn.Module`` wrappers that own fixed prototypes and a loss object.
 
 Prototypes (and regression bounds) are persistent buffers: ``state_dict()`` saves them,
-``.to()`` moves them, and the optimiser never sees them. Each head may carry a linear layer
+``.to()`` moves them, and the optimiser never sees them. Every head's
+``loss(features, target, reduction)`` hands its outputs and buffers to its loss object
+(:mod:`hpn.losses`) with the target dict the data sources yield, and ``target_keys`` names
+the parts of that dict it reads and :meth:`predict` returns. Each head may carry a linear layer
 from a backbone's features to the d-dim output space, so it can replace a model's final
 ``nn.Linear`` (:func:`replace_classifier`). Features are (N, in_features), or (N, d) without
 a linear layer; other shapes are refused with a ``ValueError`` naming both sizes.
