@@ -4,7 +4,7 @@ Prototypes (and regression bounds) are persistent buffers: ``state_dict()`` save
 ``.to()`` moves them, and the optimiser never sees them. Every head's
 ``loss(features, target, reduction)`` hands its outputs and buffers to its loss object
 (:mod:`hpn.losses`) with the target dict the data sources yield, and ``target_keys`` names
-the parts of that dict it reads and :meth:`predict` returns. Each head may carry a linear layer
+the parts of that dict it reads and ``predict`` returns. Each head may carry a linear layer
 from a backbone's features to the d-dim output space, so it can replace a model's final
 ``nn.Linear`` (:func:`replace_classifier`). Features are (N, in_features), or (N, d) without
 a linear layer; other shapes are refused with a ``ValueError`` naming both sizes.
