@@ -42,7 +42,7 @@ def main() -> None:
     torch.manual_seed(0)
     backbone = build_backbone("convnet", splits.input_shape)
     head = PrototypeRegressor(dims=2, lower=low, upper=high, in_features=backbone.out_features)
-    fit(backbone, head, x, (angles,), epochs)
+    fit(backbone, head, x, {"value": angles}, epochs)
     with torch.no_grad():
         predicted = head.predict(backbone(x_test))  # v_l + (cos + 1) / 2 (v_u - v_l)
     mae = float((predicted - angles_test).abs().mean())
@@ -57,7 +57,7 @@ def main() -> None:
         class_prototypes, low, high, in_features=backbone.out_features,
         task_weight=args.task_weight,
     )  # fmt: skip
-    fit(backbone, head, x, (labels, angles), epochs)
+    fit(backbone, head, x, {"label": labels, "value": angles}, epochs)
     with torch.no_grad():
         classes, predicted = head.predict(backbone(x_test))
     acc = float((classes == labels_test).float().mean())
@@ -72,9 +72,10 @@ def tensors(dataset, limit: int | None = None):
     return x, target["label"], target["value"].double()
 
 
-def fit(backbone: nn.Module, head: nn.Module, x: torch.Tensor, targets: tuple, epochs: int):
-    """Adam, batches of 64. ``head.loss`` takes the backbone's features and the targets:
-    (angles,) for the regressor, (labels, angles) for the multi-task head."""
+def fit(backbone: nn.Module, head: nn.Module, x: torch.Tensor, targets: dict, epochs: int):
+    """Adam, batches of 64. ``head.loss`` takes the backbone's features and the target dict, as
+    the data sources yield it: ``"value"`` (the angles) for the regressor, ``"label"`` and
+    ``"value"`` for the multi-task head."""
     params = [*backbone.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=1e-3)
     generator = torch.Generator().manual_seed(0)
@@ -83,7 +84,8 @@ def fit(backbone: nn.Module, head: nn.Module, x: torch.Tensor, targets: tuple, e
         head.train()
         total = 0.0
         for batch in torch.randperm(len(x), generator=generator).split(64):
-            loss = head.loss(backbone(x[batch]), *(t[batch] for t in targets), reduction="mean")
+            target = {name: t[batch] for name, t in targets.items()}
+            loss = head.loss(backbone(x[batch]), target, reduction="mean")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -2,9 +2,10 @@
 
 The names users reach for first::
 
-    from hpn import generate, report, PrototypeClassifier, prototype_loss
+    from hpn import generate, report, PrototypeClassifier, CosineSoftmaxLoss, prototype_loss
     P = generate(100, 25)                      # (K, d) unit prototypes, best available
-    head = PrototypeClassifier(P, in_features=512)
+    head = PrototypeClassifier(P, in_features=512)              # the paper's loss
+    head = PrototypeClassifier(P, 512, loss=CosineSoftmaxLoss())  # or another loss object
 
 ``HPNClassifier`` and ``HPNRegressor`` (scikit-learn) are imported on first use, so
 ``import hpn`` does not need scikit-learn.
@@ -24,6 +25,13 @@ from hpn.functional import (
     unit,
 )
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor, replace_classifier
+from hpn.losses import (
+    CosineSoftmaxLoss,
+    MultiTaskLoss,
+    NeighbourSoftmaxLoss,
+    PrototypeLoss,
+    RegressionLoss,
+)
 from hpn.prototypes import build, generate, load, report, save
 
 __version__ = "0.1.0"
@@ -31,11 +39,16 @@ __version__ = "0.1.0"
 _LAZY = {"HPNClassifier": "hpn.sklearn", "HPNRegressor": "hpn.sklearn"}
 
 __all__ = [
+    "CosineSoftmaxLoss",
     "HPNClassifier",
     "HPNRegressor",
     "MultiTaskHead",
+    "MultiTaskLoss",
+    "NeighbourSoftmaxLoss",
     "PrototypeClassifier",
+    "PrototypeLoss",
     "PrototypeRegressor",
+    "RegressionLoss",
     "__version__",
     "build",
     "generate",

@@ -1,4 +1,5 @@
-"""Baseline heads with the same interface as :mod:`hpn.heads`: ``loss`` and ``predict``.
+"""Baseline heads with the same interface as :mod:`hpn.heads`: ``loss(features, target,
+reduction)`` with a loss object of :mod:`hpn.losses`, and ``predict``.
 
 * :class:`SoftmaxClassifier`: a Linear layer to K logits with cross-entropy.
 * :class:`MSERegressor`: a Linear layer to one value, MSE on targets scaled to [-1, 1] with
@@ -10,18 +11,27 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as nnf
 
 from hpn import functional as F
+from hpn.losses import (
+    MultiTaskLoss,
+    MultiTaskOutput,
+    ScaledMSELoss,
+    ScaledOutput,
+    SoftmaxCrossEntropyLoss,
+)
 
 
 class SoftmaxClassifier(nn.Module):
     """Softmax cross-entropy head (the usual classifier)."""
 
+    target_keys = ("label",)
+
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
         self.num_classes = num_classes
         self.fc = nn.Linear(in_features, num_classes)
+        self.criterion = SoftmaxCrossEntropyLoss()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """The class logits.
@@ -39,14 +49,14 @@ class SoftmaxClassifier(nn.Module):
         """
         return self.fc(features)
 
-    def loss(
-        self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "mean"
-    ) -> torch.Tensor:
-        """Cross-entropy of the logits against the labels, computed in float32.
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+        """Cross-entropy of the logits against the labels, computed in float32
+        (:class:`~hpn.losses.SoftmaxCrossEntropyLoss`).
 
         Args:
             features: (N, in_features) backbone features.
-            labels: (N,) int64 class ids in [0, K).
+            target: a dict with ``"label"``, or the labels alone: (N,) int64 class ids in
+                [0, K).
             reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
         Returns:
@@ -57,7 +67,7 @@ class SoftmaxClassifier(nn.Module):
             >>> head.loss(torch.randn(4, 8), torch.tensor([0, 1, 2, 0]), "none").shape
             torch.Size([4])
         """
-        return nnf.cross_entropy(self.fc(features).float(), labels, reduction=reduction)
+        return self.criterion(self.fc(features), target, reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
@@ -80,6 +90,8 @@ class SoftmaxClassifier(nn.Module):
 class MSERegressor(nn.Module):
     """Linear regression head trained with MSE on targets scaled to [-1, 1]."""
 
+    target_keys = ("value",)
+
     def __init__(self, in_features: int, lower: float, upper: float):
         super().__init__()
         F.regression_target(torch.zeros(1), lower, upper)  # validates the bounds
@@ -87,6 +99,7 @@ class MSERegressor(nn.Module):
         self.register_buffer(
             "bounds", torch.tensor([float(lower), float(upper)], dtype=torch.float64)
         )
+        self.criterion = ScaledMSELoss()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """The raw output, the prediction on the [-1, 1] scale (not clamped).
@@ -104,14 +117,14 @@ class MSERegressor(nn.Module):
         """
         return self.fc(features)[:, 0]
 
-    def loss(
-        self, features: torch.Tensor, y: torch.Tensor, reduction: F.Reduction = "mean"
-    ) -> torch.Tensor:
-        """Mean squared error between the output and the target scaled to [-1, 1].
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+        """Mean squared error between the output and the target scaled to [-1, 1]
+        (:class:`~hpn.losses.ScaledMSELoss`).
 
         Args:
             features: (N, in_features) backbone features.
-            y: (N,) targets in target units; ``lower`` maps to -1 and ``upper`` to 1.
+            target: a dict with ``"value"``, or the values alone: (N,) targets in target
+                units; ``lower`` maps to -1 and ``upper`` to 1.
             reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
         Returns:
@@ -122,9 +135,11 @@ class MSERegressor(nn.Module):
             >>> head.loss(torch.randn(4, 8), torch.tensor([0.0, 2.5, 5.0, 10.0])).shape
             torch.Size([])
         """
+        return self.criterion(self._loss_output(features), target, reduction)
+
+    def _loss_output(self, features: torch.Tensor) -> ScaledOutput:
         low, high = self.bounds.tolist()
-        r = F.regression_target(y.float(), low, high)
-        return nnf.mse_loss(self(features).float(), r, reduction=reduction)
+        return ScaledOutput(self(features), low, high)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
@@ -151,6 +166,8 @@ class MSERegressor(nn.Module):
 class MultiTaskBaseline(nn.Module):
     """K logits and one regression output from one Linear layer."""
 
+    target_keys = ("label", "value")
+
     def __init__(
         self,
         in_features: int,
@@ -160,25 +177,27 @@ class MultiTaskBaseline(nn.Module):
         task_weight: float = 0.5,
     ):
         super().__init__()
-        F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
-        self.task_weight = task_weight
         self.num_classes = num_classes
         self.classifier = SoftmaxClassifier(in_features, num_classes)
         self.regressor = MSERegressor(in_features, lower, upper)
+        self.criterion = MultiTaskLoss(
+            self.classifier.criterion, self.regressor.criterion, task_weight
+        )
 
-    def loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        y: torch.Tensor,
-        reduction: F.Reduction = "mean",
-    ) -> torch.Tensor:
-        """``t`` times the cross-entropy plus ``1 - t`` times the MSE, ``t = task_weight``.
+    @property
+    def task_weight(self) -> float:
+        """t, the cross-entropy's weight."""
+        return self.criterion.task_weight
+
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+        """``t`` times the cross-entropy plus ``1 - t`` times the MSE, ``t = task_weight``
+        (:class:`~hpn.losses.MultiTaskLoss`).
 
         Args:
             features: (N, in_features) backbone features.
-            labels: (N,) int64 class ids in [0, K).
-            y: (N,) regression targets in target units.
+            target: a dict with ``"label"``, (N,) int64 class ids in [0, K), and
+                ``"value"``, (N,) regression targets in target units. The older call
+                ``loss(features, labels, values)`` (reduction ``"mean"``) is still accepted.
             reduction: ``"mean"``, ``"sum"`` or ``"none"``, applied to both terms.
 
         Returns:
@@ -186,15 +205,16 @@ class MultiTaskBaseline(nn.Module):
 
         Example:
             >>> head = MultiTaskBaseline(8, num_classes=3, lower=0.0, upper=1.0)
-            >>> x, labels, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0]), torch.rand(4)
-            >>> head.loss(x, labels, y, reduction="none").shape
+            >>> target = {"label": torch.tensor([0, 1, 2, 0]), "value": torch.rand(4)}
+            >>> head.loss(torch.randn(4, 8), target, reduction="none").shape
             torch.Size([4])
         """
-        return F.multitask_loss(
-            self.classifier.loss(features, labels, reduction),
-            self.regressor.loss(features, y, reduction),
-            self.task_weight,
+        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
+            target, reduction = {"label": target, "value": reduction}, "mean"
+        output = MultiTaskOutput(
+            self.classifier.fc(features), self.regressor._loss_output(features)
         )
+        return self.criterion(output, target, reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,10 @@
-"""Prototype heads: ``nn.Module`` wrappers that own fixed prototypes and call
-:mod:`hpn.functional`.
+"""Prototype heads: ``nn.Module`` wrappers that own fixed prototypes and a loss object.
 
 Prototypes (and regression bounds) are persistent buffers: ``state_dict()`` saves them,
-``.to()`` moves them, and the optimiser never sees them. Each head may carry a linear layer
+``.to()`` moves them, and the optimiser never sees them. Every head's
+``loss(features, target, reduction)`` hands its outputs and buffers to its loss object
+(:mod:`hpn.losses`) with the target dict the data sources yield, and ``target_keys`` names
+the parts of that dict it reads and ``predict`` returns. Each head may carry a linear layer
 from a backbone's features to the d-dim output space, so it can replace a model's final
 ``nn.Linear`` (:func:`replace_classifier`). Features are (N, in_features), or (N, d) without
 a linear layer; other shapes are refused with a ``ValueError`` naming both sizes.
@@ -16,10 +18,21 @@ import torch
 from torch import nn
 
 from hpn import functional as F
+from hpn.assignment import DynamicAssignment
+from hpn.losses import (
+    LOSSES,
+    LossKind,
+    MultiTaskLoss,
+    MultiTaskOutput,
+    NeighbourSoftmaxLoss,
+    PoleOutput,
+    PrototypeOutput,
+    RegressionLoss,
+    classification_loss,
+    target_part,
+)
 from hpn.prototypes.quality import nearest_neighbours
 
-LossKind = Literal["paper", "softmax", "neighbours"]
-LOSSES = ("paper", "softmax", "neighbours")
 OutputNorm = Literal["none", "batchnorm"]
 
 
@@ -75,6 +88,27 @@ def _check_pole(pole: torch.Tensor | None, dims: int) -> torch.Tensor:
     return _exact_unit(p)
 
 
+def _classification_criterion(
+    loss: LossKind | nn.Module,
+    scale: float | None,
+    margin: float,
+    neighbours: int,
+    random_negatives: int,
+) -> nn.Module:
+    """The loss object a classification head was given, or the one its string names
+    (:func:`hpn.losses.classification_loss`); the other arguments go with a string only."""
+    if isinstance(loss, str):
+        return classification_loss(loss, scale, margin, neighbours, random_negatives)
+    if not isinstance(loss, nn.Module):
+        raise ValueError(f"loss must be one of {list(LOSSES)} or a loss object, got {loss!r}")
+    if (scale, margin, neighbours, random_negatives) != (None, 0.0, 32, 256):
+        raise ValueError(
+            "scale, margin, neighbours and random_negatives are the loss object's settings; "
+            f"pass them to {type(loss).__name__}, not to the head"
+        )
+    return loss
+
+
 def _outputs(head: nn.Module, features: torch.Tensor, whose: str) -> torch.Tensor:
     """z = head.proj(features), after checking features against ``head.in_features`` and z
     against ``head.dims`` (``whose`` d, in the message)."""
@@ -98,13 +132,16 @@ class PrototypeClassifier(nn.Module):
     Args:
         prototypes: (K, d) fixed prototypes (normalised and stored as a buffer).
         in_features: if given, a ``Linear(in_features, d)`` maps backbone features to z.
-        loss: ``"paper"``, the paper's (1 - cos(z, p_y))^2 (touches only the target
-            prototype); ``"softmax"``, cross-entropy over ``scale``-d cosines to all
-            prototypes with an optional additive ``margin``
-            (:func:`hpn.functional.prototype_softmax_loss`, O(N K d) per batch); or
-            ``"neighbours"``, the same softmax over the target and the ``neighbours``
-            prototypes nearest to it (:func:`hpn.functional.neighbour_softmax_loss`,
-            O(N (m + 1) d) whatever K).
+        loss: a classification loss object of :mod:`hpn.losses` (any ``nn.Module`` called
+            as ``loss(PrototypeOutput, target, reduction)``), or the name of one:
+            ``"paper"``, :class:`~hpn.losses.PrototypeLoss`, the paper's (1 - cos(z, p_y))^2
+            (touches only the target prototype); ``"softmax"``,
+            :class:`~hpn.losses.CosineSoftmaxLoss`, cross-entropy over ``scale``-d cosines to
+            all prototypes with an optional additive ``margin`` (O(N K d) per batch); or
+            ``"neighbours"``, :class:`~hpn.losses.NeighbourSoftmaxLoss`, the same softmax
+            over the target and the ``neighbours`` prototypes nearest to it
+            (O(N (m + 1) d) whatever K). The arguments ``scale`` to ``random_negatives``
+            go with a name only; a loss object carries its own.
         scale: softmax scale s; None: :func:`hpn.functional.default_scale` of K.
         margin: softmax additive cosine margin m >= 0.
         neighbours: m >= 1, wrong classes per example for ``"neighbours"``; capped at
@@ -129,11 +166,15 @@ class PrototypeClassifier(nn.Module):
         torch.Size([2, 3])
     """
 
+    #: The parts of the target dict :meth:`loss` reads, in the order :meth:`predict` returns
+    #: them.
+    target_keys = ("label",)
+
     def __init__(
         self,
         prototypes: torch.Tensor,
         in_features: int | None = None,
-        loss: LossKind = "paper",
+        loss: LossKind | nn.Module = "paper",
         scale: float | None = None,
         margin: float = 0.0,
         output_norm: OutputNorm = "none",
@@ -142,28 +183,34 @@ class PrototypeClassifier(nn.Module):
     ):
         super().__init__()
         p = _check_prototypes(prototypes)
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
-        for name, value, low in (
-            ("neighbours", neighbours, 1),
-            ("random_negatives", random_negatives, 0),
-        ):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        criterion = _classification_criterion(loss, scale, margin, neighbours, random_negatives)
         self.num_classes, self.dims = p.shape
         self.in_features = in_features
-        self.loss_kind, self.margin = loss, float(margin)
-        self.scale = F.check_softmax_params(self.num_classes, scale, margin)
-        self.random_negatives = int(random_negatives)
+        # the softmax settings in use, kept (resolved against K) for run records; under the
+        # paper's loss, the ones it was given, unused
+        self.margin = float(getattr(criterion, "margin", margin))
+        self.scale = F.check_softmax_params(
+            self.num_classes, getattr(criterion, "scale", scale), self.margin
+        )
         self.proj = _projection(in_features, self.dims, output_norm)
         self.register_buffer("prototypes", p)
         self.register_buffer("neighbours", None)
-        if loss == "neighbours":
-            self.neighbours = torch.empty(
-                self.num_classes, min(int(neighbours), self.num_classes - 1), dtype=torch.long
-            )
+        self.criterion = criterion
+        if isinstance(criterion, NeighbourSoftmaxLoss):
+            m = min(criterion.neighbours, self.num_classes - 1)
+            self.neighbours = torch.empty(self.num_classes, m, dtype=torch.long)
             self.refresh_neighbours()
         self.assignment = None
+
+    @property
+    def loss_kind(self) -> str:
+        """The loss's name (``"paper"``, ``"softmax"``, ``"neighbours"``), else its class's."""
+        return getattr(self.criterion, "kind", type(self.criterion).__name__)
+
+    @property
+    def random_negatives(self) -> int:
+        """r, the negatives the loss draws per training batch (0 for losses that draw none)."""
+        return getattr(self.criterion, "random_negatives", 0)
 
     @torch.no_grad()
     def refresh_neighbours(self) -> None:
@@ -191,8 +238,6 @@ class PrototypeClassifier(nn.Module):
         See :mod:`hpn.assignment`. The current prototypes become the fixed set; the
         ``prototypes`` buffer then always holds, in row c, the prototype class c owns.
         """
-        from hpn.assignment import DynamicAssignment
-
         self.assignment = DynamicAssignment(self.prototypes, momentum, method).to(
             self.prototypes.device
         )
@@ -234,32 +279,30 @@ class PrototypeClassifier(nn.Module):
         """(N, K) cosine scores."""
         return self.embed(features) @ self.prototypes.to(features.dtype).T
 
-    def loss(
-        self, features: torch.Tensor, labels: torch.Tensor, reduction: F.Reduction = "sum"
-    ) -> torch.Tensor:
-        """The configured loss: the paper's (1 - cos(z, p_y))^2, the cosine softmax, or the
-        cosine softmax over the target's nearest prototypes (plus, in training mode, the
-        batch's ``random_negatives``).
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+        """The loss object's value for a batch (:mod:`hpn.losses`).
 
-        ``labels`` are (N,) integers in [0, K) (a tensor, array or list). With dynamic
-        assignment enabled, a training-mode call also folds the outputs into the class means.
+        Args:
+            features: (N, in_features) features, or (N, d) without a linear layer.
+            target: a dict with ``"label"``, or the labels alone: (N,) integers in [0, K) (a
+                tensor, array or list).
+            reduction: ``"sum"`` (the paper), ``"mean"`` or ``"none"``.
+
+        Returns:
+            A scalar, or (N,) per-example losses for ``"none"``. With dynamic assignment
+            enabled, a training-mode call also folds the outputs into the class means.
         """
         z = _outputs(self, features, "the prototypes'")
+        return self.criterion(self._loss_output(z, target), target, reduction)
+
+    def _loss_output(self, z: torch.Tensor, target) -> PrototypeOutput:
+        """What the loss needs of (N, d) outputs ``z``; in training mode with dynamic
+        assignment, ``z`` also goes into the class means."""
         if self.assignment is not None and self.training:
+            labels = target_part(target, "label")
             labels = F.as_labels(labels, len(z), self.num_classes, z.device)
             self.assignment.tracker.update(z, labels)
-        if self.loss_kind == "softmax":
-            return F.prototype_softmax_loss(
-                z, self.prototypes, labels, self.scale, self.margin, reduction
-            )
-        if self.loss_kind == "neighbours":
-            r = self.random_negatives if self.training else 0
-            negatives = torch.randint(self.num_classes, (r,), device=z.device) if r else None
-            return F.neighbour_softmax_loss(
-                z, self.prototypes, labels, self.neighbours, self.scale, self.margin, reduction,
-                negatives,
-            )  # fmt: skip
-        return F.prototype_loss(z, self.prototypes, labels, reduction)
+        return PrototypeOutput(z, self.prototypes, self.neighbours)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, chunk_size: int = 16_384) -> torch.Tensor:
@@ -280,11 +323,15 @@ class PrototypeRegressor(nn.Module):
         pole: optional (d,) p_u, finite and non-zero; default the first axis e_1. The lower
             pole is -p_u.
         output_norm: as :class:`PrototypeClassifier`'s.
+        loss: the loss object, called as ``loss(PoleOutput, target, reduction)``; default
+            :class:`~hpn.losses.RegressionLoss`, the paper's (r - cos(z, p_u))^2.
 
     Raises:
         ValueError: non-finite bounds, lower >= upper, or a pole of the wrong shape, not
             finite or zero; the message names the value.
     """
+
+    target_keys = ("value",)
 
     def __init__(
         self,
@@ -294,6 +341,7 @@ class PrototypeRegressor(nn.Module):
         in_features: int | None = None,
         pole: torch.Tensor | None = None,
         output_norm: OutputNorm = "none",
+        loss: nn.Module | None = None,
     ):
         super().__init__()
         if isinstance(dims, bool) or int(dims) != dims or dims < 1:
@@ -303,19 +351,31 @@ class PrototypeRegressor(nn.Module):
         self.proj = _projection(in_features, self.dims, output_norm)
         self.register_buffer("pole", _check_pole(pole, self.dims))
         self.register_buffer("bounds", torch.tensor([low, high], dtype=torch.float64))
+        self.criterion = RegressionLoss() if loss is None else loss
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(N,) cosine to the upper pole, in [-1, 1]."""
         z = _outputs(self, features, "the pole's")
         return F.cosine_to(z, self.pole.to(features.dtype))
 
-    def loss(
-        self, features: torch.Tensor, y: torch.Tensor, reduction: F.Reduction = "sum"
-    ) -> torch.Tensor:
-        """The paper's (r - cos(z, p_u))^2 for (N,) targets ``y``."""
-        low, high = self.bounds.tolist()
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+        """The loss object's value for a batch, by default the paper's (r - cos(z, p_u))^2.
+
+        Args:
+            features: (N, in_features) features, or (N, d) without a linear layer.
+            target: a dict with ``"value"``, or the values alone: (N,) targets in target
+                units (a tensor, array or list).
+            reduction: ``"sum"`` (the paper), ``"mean"`` or ``"none"``.
+
+        Returns:
+            A scalar, or (N,) per-example losses for ``"none"``.
+        """
         z = _outputs(self, features, "the pole's")
-        return F.regression_loss(z, self.pole, y, low, high, reduction)
+        return self.criterion(self._loss_output(z), target, reduction)
+
+    def _loss_output(self, z: torch.Tensor) -> PoleOutput:
+        low, high = self.bounds.tolist()
+        return PoleOutput(z, self.pole, low, high)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
@@ -336,10 +396,13 @@ class MultiTaskHead(nn.Module):
         lower, upper: regression bounds v_l < v_u, both finite.
         in_features: optional input size of a linear layer to z.
         task_weight: t in [0, 1].
-        loss, scale, margin, neighbours, random_negatives: the classification loss, as in
-            :class:`PrototypeClassifier`.
+        loss, scale, margin, neighbours, random_negatives: the classification loss, a loss
+            object or a name, as in :class:`PrototypeClassifier`; the head's loss is the
+            :class:`~hpn.losses.MultiTaskLoss` of it and the paper's regression loss.
         output_norm: as :class:`PrototypeClassifier`'s, on the whole z.
     """
+
+    target_keys = ("label", "value")
 
     def __init__(
         self,
@@ -348,7 +411,7 @@ class MultiTaskHead(nn.Module):
         upper: float,
         in_features: int | None = None,
         task_weight: float = 0.5,
-        loss: LossKind = "paper",
+        loss: LossKind | nn.Module = "paper",
         scale: float | None = None,
         margin: float = 0.0,
         output_norm: OutputNorm = "none",
@@ -357,35 +420,48 @@ class MultiTaskHead(nn.Module):
     ):
         super().__init__()
         p = _check_prototypes(class_prototypes)
-        F.multitask_loss(torch.zeros(()), torch.zeros(()), task_weight)  # validates t
         self.num_classes, self.dims = len(p), p.shape[1] + 1
-        self.in_features, self.task_weight = in_features, task_weight
+        self.in_features = in_features
         self.proj = _projection(in_features, self.dims, output_norm)
         self.classifier = PrototypeClassifier(
             p, loss=loss, scale=scale, margin=margin, neighbours=neighbours,
             random_negatives=random_negatives,
         )  # fmt: skip
         self.regressor = PrototypeRegressor(self.dims, lower, upper)
+        self.criterion = MultiTaskLoss(
+            self.classifier.criterion, self.regressor.criterion, task_weight
+        )
+
+    @property
+    def task_weight(self) -> float:
+        """t, the classification term's weight."""
+        return self.criterion.task_weight
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """((N, K) class cosines in the classification subspace, (N,) cosine to the pole)."""
         z = _outputs(self, features, "the head's")
         return self.classifier(z[:, 1:]), self.regressor(z)
 
-    def loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        y: torch.Tensor,
-        reduction: F.Reduction = "sum",
-    ) -> torch.Tensor:
-        """t L_c + (1 - t) L_r for (N,) ``labels`` and (N,) regression targets ``y``."""
+    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+        """t L_c + (1 - t) L_r (:class:`~hpn.losses.MultiTaskLoss`).
+
+        Args:
+            features: (N, in_features) features, or (N, d) without a linear layer.
+            target: a dict with ``"label"``, (N,) integers in [0, K), and ``"value"``, (N,)
+                regression targets. The older call ``loss(features, labels, values)``
+                (reduction ``"sum"``) is still accepted.
+            reduction: ``"sum"`` (the paper), ``"mean"`` or ``"none"``, for both terms.
+
+        Returns:
+            A scalar, or (N,) per-example losses for ``"none"``.
+        """
+        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
+            target, reduction = {"label": target, "value": reduction}, "sum"
         z = _outputs(self, features, "the head's")
-        return F.multitask_loss(
-            self.classifier.loss(z[:, 1:], labels, reduction),
-            self.regressor.loss(z, y, reduction),
-            self.task_weight,
+        output = MultiTaskOutput(
+            self.classifier._loss_output(z[:, 1:], target), self.regressor._loss_output(z)
         )
+        return self.criterion(output, target, reduction)
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

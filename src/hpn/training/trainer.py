@@ -43,7 +43,12 @@ def _silent(*_args) -> None:
 
 
 class Network(nn.Module):
-    """A backbone that returns features and a head with ``loss`` and ``predict``."""
+    """A backbone that returns features and a head with ``loss`` and ``predict``.
+
+    Every head (:mod:`hpn.heads`, :mod:`hpn.baselines`) takes the batch's target dict in
+    ``loss`` and names the parts it predicts in ``target_keys``, so nothing here depends on
+    the task; ``task`` is kept for the metrics.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, task: str):
         super().__init__()
@@ -64,22 +69,14 @@ class Network(nn.Module):
         self, x: torch.Tensor, targets: dict[str, torch.Tensor], reduction: str
     ) -> torch.Tensor:
         """The head's loss of a batch: ``targets`` holds ``label`` and/or ``value`` (N,)."""
-        feats = self.backbone(x)
-        if self.task == "classification":
-            return self.head.loss(feats, targets["label"], reduction)
-        if self.task == "regression":
-            return self.head.loss(feats, targets["value"], reduction)
-        return self.head.loss(feats, targets["label"], targets["value"], reduction)
+        return self.head.loss(self.backbone(x), targets, reduction)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"label": (N,)}``, ``{"value": (N,)}`` or both, by the task."""
+        """``{"label": (N,)}``, ``{"value": (N,)}`` or both: the head's ``target_keys``."""
         out = self.head.predict(self.backbone(x))
-        if self.task == "classification":
-            return {"label": out}
-        if self.task == "regression":
-            return {"value": out}
-        return {"label": out[0], "value": out[1]}
+        keys = self.head.target_keys
+        return dict(zip(keys, out if len(keys) > 1 else (out,), strict=True))
 
 
 def train_values(dataset: Dataset) -> torch.Tensor:
