@@ -53,6 +53,9 @@ class ClassMeans(nn.Module):
         ([[0.5, 0.5], [0.0, 0.0]], [True, False])
     """
 
+    means: torch.Tensor  # (K, d) buffer
+    seen: torch.Tensor  # (K,) bool buffer
+
     def __init__(self, num_classes: int, dims: int, momentum: float = 0.9):
         super().__init__()
         if not 0.0 <= momentum < 1.0:
@@ -203,6 +206,9 @@ class DynamicAssignment(nn.Module):
     ``base[perm]``, so row c is always the prototype class c currently owns and the loss and
     prediction need no change. Everything is a buffer and survives ``state_dict`` round trips.
     """
+
+    base: torch.Tensor  # (K, d) buffer, the prototypes as generated
+    perm: torch.Tensor  # (K,) long buffer, class c owns base[perm[c]]
 
     def __init__(self, prototypes: torch.Tensor, momentum: float = 0.9, method: str = "auto"):
         super().__init__()
