@@ -65,7 +65,7 @@ def _glove() -> tuple[dict[str, int], np.ndarray]:
     words = table.column(0).to_pylist()
     if len(words) != len(vectors):
         raise RuntimeError(f"GloVe index has {len(words)} words but {len(vectors)} vectors")
-    return {w: row for row, w in enumerate(words)}, vectors
+    return {w: row for row, w in enumerate(words) if w is not None}, vectors
 
 
 def _glove_embed(names: Sequence[str]) -> np.ndarray:
