@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def _make_idx_gz(folder: Path) -> Path:
     return path
 
 
-def _read_idx(path: Path):
+def _read_idx(path: Path) -> object:
     from hpn.data.mnist import read_idx
 
     return read_idx(path)
@@ -101,7 +102,7 @@ def _make_mnist_csv(folder: Path) -> Path:
     return path
 
 
-def _read_mnist_csv(path: Path):
+def _read_mnist_csv(path: Path) -> object:
     from hpn.data.mnist import _read_mnist5k_csv
 
     return _read_mnist5k_csv(str(path), path.stat().st_mtime_ns + id(path))
@@ -121,7 +122,7 @@ def _make_cifar_split(folder: Path) -> Path:
     return path
 
 
-def _read_cifar_split(path: Path):
+def _read_cifar_split(path: Path) -> object:
     from hpn.data.cifar import _load_split
 
     return _load_split(path, b"fine_labels", 100)
@@ -138,7 +139,7 @@ def _make_omniart_csv(folder: Path) -> Path:
     return path
 
 
-def _read_omniart_csv(path: Path):
+def _read_omniart_csv(path: Path) -> object:
     from hpn.data.omniart import read_omniart_csv
 
     return read_omniart_csv(path)
@@ -160,7 +161,7 @@ def _make_jpeg(folder: Path) -> Path:
     return path
 
 
-def _read_image(path: Path):
+def _read_image(path: Path) -> object:
     from hpn.data.folders import load_image
 
     return load_image(path, 8)
@@ -178,7 +179,7 @@ def _make_prototypes_json(folder: Path) -> Path:
     return _make_prototypes_npy(folder).with_suffix(".json")
 
 
-def _read_prototypes(path: Path):
+def _read_prototypes(path: Path) -> object:
     from hpn import prototypes as protos
 
     return protos.load(path.with_suffix(".npy"))
@@ -243,7 +244,7 @@ def fuzz(per_mutation: int = 20, seed: int = 0, targets: dict | None = None) -> 
     return results
 
 
-def print_table(results: list[FuzzResult], out=None) -> None:
+def print_table(results: list[FuzzResult], out: TextIO | None = None) -> None:
     """Print the results as a Markdown table, then up to five unexpected errors per reader.
 
     Args:

@@ -10,11 +10,12 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
-def _at_least(path: str, value, low, *, allow_none: bool = False) -> None:
+def _at_least(path: str, value: float | None, low: float, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if value is None or not value >= low:
@@ -205,7 +206,7 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     for key, value in data.items():
         sub = f"{path}.{key}" if path else key
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, sub)
         else:
             kwargs[key] = _check_type(sub, value, hint)
@@ -229,7 +230,7 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
     return pairs
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
     import yaml
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
 import yaml
 
+from hpn.data.base import DataSplits
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.trainer import train
 
@@ -53,7 +55,7 @@ def _read_yaml(name: str) -> dict:
     return data
 
 
-def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config (a file, or a packaged config by name, or the defaults when
     None) and apply ``key.sub=value`` overrides."""
     data = _read_yaml(path) if path is not None else {}
@@ -61,7 +63,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
 
 
 def resume_config(
-    out_dir: str | Path, path: str | None = None, overrides: list[str] = ()
+    out_dir: str | Path, path: str | None = None, overrides: Sequence[str] = ()
 ) -> tuple[RunConfig, dict[str, tuple]]:
     """The config of the run in ``out_dir``, with the changes a resume may make.
 
@@ -94,7 +96,7 @@ def resume_config(
     return wanted, changes
 
 
-def load_splits(cfg: RunConfig):
+def load_splits(cfg: RunConfig) -> DataSplits:
     """The data the config names; every source takes ``seed``, which defaults to the run's.
 
     ``data.task`` narrows a multi-task source to classification or regression;
@@ -133,7 +135,7 @@ def check_device(device: str) -> None:
         raise ValueError(f"config device: {device!r} asked for, but MPS is not available")
 
 
-def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
+def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Load the data and backbone the config names and train.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this process joins the group
@@ -154,7 +156,7 @@ def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
             distributed.shutdown()
 
 
-def _run(cfg: RunConfig, resume: bool, log) -> dict:
+def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
     from hpn.models import build_backbone
 
     splits = load_splits(cfg)
