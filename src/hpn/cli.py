@@ -10,11 +10,21 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import torch
+
+from hpn.prototypes.quality import Report
+from hpn.training.config import RunConfig
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UsageError(message)
+
+
+if TYPE_CHECKING:
+    _Subparsers = argparse._SubParsersAction[_Parser]
 
 
 class UsageError(Exception):
@@ -87,7 +97,7 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_with_progress(prototypes, mode: str):
+def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:
     """The quality report with a progress bar on stderr (drawn only on a terminal)."""
     from hpn import prototypes as protos
     from hpn.training.progress import ProgressBar
@@ -122,7 +132,7 @@ def _resume_folder(args: argparse.Namespace) -> str:
     raise UsageError("--resume needs the run folder: hpn train --out DIR --resume")
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace) -> RunConfig:
     from hpn.training.run import load_config, resume_config
 
     overrides = list(args.overrides)
@@ -191,7 +201,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
-def _add_prototypes(sub) -> None:
+def _add_prototypes(sub: _Subparsers) -> None:
     pro = sub.add_parser("prototypes", help="generate prototypes, or report a prototype file")
     pro.add_argument("-k", "--num-classes", type=int, help="number of classes K")
     pro.add_argument("-d", "--dims", type=int, help="output dimensionality d")
@@ -233,7 +243,7 @@ def _add_prototypes(sub) -> None:
     pro.set_defaults(func=_cmd_prototypes)
 
 
-def _add_train(sub) -> None:
+def _add_train(sub: _Subparsers) -> None:
     train = sub.add_parser(
         "train",
         help="train a model from a YAML config",
@@ -261,7 +271,7 @@ def _add_train(sub) -> None:
     train.set_defaults(func=_cmd_train)
 
 
-def _add_demo(sub) -> None:
+def _add_demo(sub: _Subparsers) -> None:
     demo = sub.add_parser("demo", help="the main job: HPN vs softmax on the embedded digits")
     demo.add_argument("--out", help="run folder (default runs/demo-<time>)")
     demo.add_argument("--config", default=None, help="base config (default configs/demo.yaml's)")
@@ -269,7 +279,7 @@ def _add_demo(sub) -> None:
     demo.set_defaults(func=_cmd_demo)
 
 
-def _add_transfer(sub) -> None:
+def _add_transfer(sub: _Subparsers) -> None:
     tra = sub.add_parser(
         "transfer",
         help="frozen features of finished runs: class separation and a linear probe elsewhere",
@@ -282,7 +292,7 @@ def _add_transfer(sub) -> None:
     tra.set_defaults(func=_cmd_transfer)
 
 
-def _add_bench(sub) -> None:
+def _add_bench(sub: _Subparsers) -> None:
     from hpn.experiments.registry import add_bench_parsers
 
     bench = sub.add_parser(

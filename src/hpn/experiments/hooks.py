@@ -43,6 +43,8 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
         raise ValueError("the linear reference needs head.prototypes=data, spread_steps=0, dims")
     splits = load_splits(cfg)
     k, dims = splits.num_classes, cfg.head.dims
+    if k is None:
+        raise ValueError(f"the linear reference needs a classification source, not {cfg.data.name}")
 
     def batches(split):
         for x, targets in iterate_batches(split, in_batches(range(len(split)), 4096)):

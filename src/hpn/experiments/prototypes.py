@@ -13,7 +13,7 @@ from typing import TextIO
 from hpn.experiments.table import print_columns, print_header
 
 #: The issue's acceptance cases: (K, d, must reach, seconds allowed); None: no target.
-PROTOTYPE_CASES = [
+PROTOTYPE_CASES: list[tuple[int, int, float | None, float | None]] = [
     (100, 100, -1 / 99, 60),
     (150, 100, 0.0, 60),
     (100, 25, 0.12, 60),
@@ -108,7 +108,9 @@ def prototype_benchmark(
         built = protos.build(k, d, method="auto", seed=seed)
         rep = protos.report(built.prototypes)
         secs = time.perf_counter() - start
-        ok = target is None or (rep.worst_cosine <= target + 1e-6 and secs <= limit)
+        ok = target is None or (
+            rep.worst_cosine <= target + 1e-6 and (limit is None or secs <= limit)
+        )
         rand = protos.report(protos.generate(k, d, method="random", seed=seed)).worst_cosine
         paper = _paper_cell(k, d, seed)
         bound = f"{rep.bound:.4f}" + ("" if rep.bound_exact else " (LP)")

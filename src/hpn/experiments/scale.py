@@ -29,7 +29,9 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str):
+def _scale_case(
+    kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str
+) -> tuple[float, float]:
     """One head's training steps in a fresh process: (seconds per step, peak MiB added)."""
     import torch
 
@@ -42,6 +44,7 @@ def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base_gpu = torch.cuda.memory_allocated(device)
+    head: PrototypeClassifier | SoftmaxClassifier
     if kind == "hpn":
         # random unit rows stand in for the prototypes: the cost does not depend on where
         # they are, only on K and d (building 1M good ones is hpn bench prototypes' job)
@@ -52,7 +55,7 @@ def _scale_case(kind: str, k: int, d: int, features: int, batch: int, steps: int
     x = torch.randn(batch, features, device=device)
     y = torch.randint(0, k, (batch,), device=device)
 
-    def step():
+    def step() -> None:
         loss = head.loss(x, y, "mean")
         opt.zero_grad(set_to_none=True)
         loss.backward()

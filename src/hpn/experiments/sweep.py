@@ -267,7 +267,9 @@ def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) 
     return run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
 
 
-def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> None:
+def run_parallel(
+    cases: list[Case], jobs: int, threads: int = 1, log: Callable[[str], None] = print
+) -> None:
     """Train the unfinished ``(config, overrides, seed, folder)`` cases, ``jobs`` at a time.
 
     Each case is a separate ``python -m hpn train`` process with ``threads`` intra-op
@@ -285,7 +287,7 @@ def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> N
         raise ValueError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
-    def one(case):
+    def one(case: Case) -> None:
         config, overrides, seed, folder = case
         if (folder / "results.json").is_file():  # finished, maybe meanwhile by another process
             return
@@ -306,7 +308,7 @@ def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> N
             future.result()
 
 
-def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context: dict):
+def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context: dict) -> Any:
     """One seed's value of a declared metric; None where the run does not have it."""
     if isinstance(metric, str):
         metric = {"key": metric}

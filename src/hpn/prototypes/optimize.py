@@ -34,11 +34,7 @@ from hpn.prototypes.quality import nearest_neighbours
 #: Above this K the optimiser works on neighbour lists instead of the dense K x K matrix.
 DENSE_MAX = 2048
 
-#: The schedules :func:`multistart_prototypes` alternates between. In few dimensions the
-#: smooth L_HP has many local optima and no single schedule finds the best known ones: a hot
-#: start (t = 1) with a large step found the 240 roots of E8 from one start in four, where the
-#: default schedule stayed near 54.8 degrees from every start. Ending at t = 1e5 instead of
-#: 1e3 removes the smooth maximum's bias (10 points on S^2: 65.9 -> 66.15 degrees, the optimum).
+
 class Schedule(TypedDict):
     """Step size and (start, end) temperature of one :func:`optimized_prototypes` run."""
 
@@ -46,6 +42,11 @@ class Schedule(TypedDict):
     temperature: tuple[float, float]
 
 
+#: The schedules :func:`multistart_prototypes` alternates between. In few dimensions the
+#: smooth L_HP has many local optima and no single schedule finds the best known ones: a hot
+#: start (t = 1) with a large step found the 240 roots of E8 from one start in four, where the
+#: default schedule stayed near 54.8 degrees from every start. Ending at t = 1e5 instead of
+#: 1e3 removes the smooth maximum's bias (10 points on S^2: 65.9 -> 66.15 degrees, the optimum).
 MULTISTART_SCHEDULES: tuple[Schedule, ...] = (
     {"lr": 0.01, "temperature": (10.0, 1e5)},
     {"lr": 0.03, "temperature": (1.0, 1e5)},
