@@ -98,7 +98,8 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
 
 
 def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:
-    """The quality report with a progress bar on stderr (drawn only on a terminal)."""
+    """The quality report with a progress bar over its rows on stderr (drawn only on a
+    terminal)."""
     from hpn import prototypes as protos
     from hpn.training.progress import ProgressBar
 
@@ -108,8 +109,8 @@ def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = ProgressBar(total, "report", stream=sys.stderr)
-        bar.update(done, done - bar.examples)
+            bar = ProgressBar(total, "report", stream=sys.stderr, unit="row")
+        bar.update(done)
 
     rep = protos.report(prototypes, exact=exact, progress=progress)
     if bar is not None:
