@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from hpn.functional import unit
@@ -103,8 +104,6 @@ class Matching:
 
 
 def _hungarian(similarity: np.ndarray) -> np.ndarray:
-    from scipy.optimize import linear_sum_assignment
-
     rows, cols = linear_sum_assignment(similarity, maximize=True)
     perm = np.empty(similarity.shape[0], dtype=np.int64)
     perm[rows] = cols

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import torch
+import yaml
 
+from hpn import prototypes as protos
+from hpn.demo import demo
+from hpn.evaluation.transfer import transfer_report
+from hpn.experiments.registry import add_bench_parsers, run_bench
 from hpn.prototypes.quality import Report
-from hpn.training.config import RunConfig
+from hpn.training.config import RunConfig, parse_key_values, to_dict
+from hpn.training.progress import ProgressBar
+from hpn.training.run import load_config, packaged_configs, resume_config, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,8 +53,6 @@ def _read_class_names(path: str) -> list[str]:
 
 
 def _cmd_prototypes(args: argparse.Namespace) -> int:
-    from hpn import prototypes as protos
-
     if args.report:
         p, meta = protos.load(args.report)
         print(
@@ -100,9 +105,6 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
 def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:
     """The quality report with a progress bar over its rows on stderr (drawn only on a
     terminal)."""
-    from hpn import prototypes as protos
-    from hpn.training.progress import ProgressBar
-
     exact = {"auto": None, "exact": True, "estimate": False}[mode]
     bar: ProgressBar | None = None
 
@@ -127,15 +129,11 @@ def _resume_folder(args: argparse.Namespace) -> str:
         if item.startswith("out_dir="):
             return item.partition("=")[2]
     if args.config:
-        from hpn.training.run import load_config
-
         return load_config(args.config).out_dir
     raise UsageError("--resume needs the run folder: hpn train --out DIR --resume")
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
-    from hpn.training.run import load_config, resume_config
-
     overrides = list(args.overrides)
     if args.resume:
         folder = _resume_folder(args)
@@ -151,16 +149,11 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hpn.training.config import to_dict
-    from hpn.training.run import packaged_configs, run
-
     if args.list_configs:
         print("\n".join(packaged_configs()))
         return 0
     cfg = _train_config(args)
     if args.print_config:
-        import yaml
-
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     results = run(cfg, resume=args.resume)
@@ -172,9 +165,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    from hpn.evaluation.transfer import transfer_report
-    from hpn.training.config import parse_key_values
-
     options = parse_key_values(args.option, "--option")
     rows = [transfer_report(run, args.data, options) for run in args.runs]
     print(
@@ -190,15 +180,11 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from hpn.demo import demo
-
     demo(out_dir=args.out, config=args.config, seed=args.seed)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from hpn.experiments.registry import run_bench
-
     return run_bench(args)
 
 
@@ -294,8 +280,6 @@ def _add_transfer(sub: _Subparsers) -> None:
 
 
 def _add_bench(sub: _Subparsers) -> None:
-    from hpn.experiments.registry import add_bench_parsers
-
     bench = sub.add_parser(
         "bench",
         help="benchmarks that print the results tables",

@@ -19,6 +19,12 @@ from typing import TextIO
 
 import numpy as np
 
+from hpn import prototypes as protos
+from hpn.data.cifar import _load_split
+from hpn.data.folders import load_image
+from hpn.data.mnist import _read_mnist5k_csv, read_idx
+from hpn.data.omniart import read_omniart_csv
+
 #: Errors a reader may raise on bad input: the CLI prints them as one line with exit 2.
 CLEAN_ERRORS = (ValueError, FileNotFoundError)
 
@@ -88,8 +94,6 @@ def _make_idx_gz(folder: Path) -> Path:
 
 
 def _read_idx(path: Path) -> object:
-    from hpn.data.mnist import read_idx
-
     return read_idx(path)
 
 
@@ -103,8 +107,6 @@ def _make_mnist_csv(folder: Path) -> Path:
 
 
 def _read_mnist_csv(path: Path) -> object:
-    from hpn.data.mnist import _read_mnist5k_csv
-
     return _read_mnist5k_csv(str(path), path.stat().st_mtime_ns + id(path))
 
 
@@ -123,8 +125,6 @@ def _make_cifar_split(folder: Path) -> Path:
 
 
 def _read_cifar_split(path: Path) -> object:
-    from hpn.data.cifar import _load_split
-
     return _load_split(path, b"fine_labels", 100)
 
 
@@ -140,13 +140,11 @@ def _make_omniart_csv(folder: Path) -> Path:
 
 
 def _read_omniart_csv(path: Path) -> object:
-    from hpn.data.omniart import read_omniart_csv
-
     return read_omniart_csv(path)
 
 
 def _make_png(folder: Path) -> Path:
-    from PIL import Image
+    from PIL import Image  # optional (the data extra)
 
     path = folder / "image.png"
     Image.fromarray(np.arange(12 * 9 * 3, dtype=np.uint8).reshape(12, 9, 3)).save(path)
@@ -154,7 +152,7 @@ def _make_png(folder: Path) -> Path:
 
 
 def _make_jpeg(folder: Path) -> Path:
-    from PIL import Image
+    from PIL import Image  # optional (the data extra)
 
     path = folder / "image.jpg"
     Image.fromarray(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)).save(path)
@@ -162,14 +160,10 @@ def _make_jpeg(folder: Path) -> Path:
 
 
 def _read_image(path: Path) -> object:
-    from hpn.data.folders import load_image
-
     return load_image(path, 8)
 
 
 def _make_prototypes_npy(folder: Path) -> Path:
-    from hpn import prototypes as protos
-
     path = folder / "p.npy"
     protos.save(path, protos.generate(6, 4, method="orthoplex"), method="orthoplex")
     return path
@@ -180,8 +174,6 @@ def _make_prototypes_json(folder: Path) -> Path:
 
 
 def _read_prototypes(path: Path) -> object:
-    from hpn import prototypes as protos
-
     return protos.load(path.with_suffix(".npy"))
 
 

@@ -28,7 +28,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 
 def _pil_image():
     try:
-        from PIL import Image
+        from PIL import Image  # optional: the data extra
     except ImportError as err:
         raise ImportError(
             'image folders need Pillow; install it with `pip install "hpn[data]"` '

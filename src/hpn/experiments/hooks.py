@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+import torch
+
+from hpn.data.base import SplitDataset, in_batches, iterate_batches
+from hpn.data.longtail import GROUPS
+from hpn.evaluation.transfer import transfer_report
 from hpn.experiments.table import mean_sd, print_columns
+from hpn.files import atomic_write_json
+from hpn.prototypes import data_prior
+from hpn.training.run import load_config, load_splits
+from hpn.training.trainer import class_counts, macro_f1_from_counts
 
 
 def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
@@ -30,13 +39,6 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     Returns:
         ``{"test_macro_f1", "test_accuracy", "seconds"}``.
     """
-    import torch
-
-    from hpn.data.base import in_batches, iterate_batches
-    from hpn.prototypes import data_prior
-    from hpn.training.run import load_config, load_splits
-    from hpn.training.trainer import class_counts, macro_f1_from_counts
-
     start = time.perf_counter()
     cfg = load_config(config, [*overrides, f"seed={seed}"])
     if cfg.head.prototypes != "data" or cfg.head.spread_steps != 0 or not cfg.head.dims:
@@ -46,7 +48,7 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     if k is None:
         raise ValueError(f"the linear reference needs a classification source, not {cfg.data.name}")
 
-    def batches(split):
+    def batches(split: SplitDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, targets in iterate_batches(split, in_batches(range(len(split)), 4096)):
             yield x.reshape(len(x), -1).double(), targets["label"]
 
@@ -68,9 +70,6 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
 
 def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
     """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it and read back."""
-    from hpn.evaluation.transfer import transfer_report
-    from hpn.files import atomic_write_json
-
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     done = folder / f"transfer-{target}{suffix}.json"
     if done.is_file():
@@ -86,8 +85,6 @@ def shot_groups() -> str:
     >>> shot_groups()
     'many >= 101, medium 20-100, few 0-19'
     """
-    from hpn.data.longtail import GROUPS
-
     return ", ".join(
         f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
         for name, (low, high) in GROUPS.items()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO, TypeVar
 
+import torch
+
+from hpn.baselines import SoftmaxClassifier
 from hpn.experiments.table import print_columns, print_header, print_row
+from hpn.functional import nearest_prototype, unit
+from hpn.heads import PrototypeClassifier
+
+_T = TypeVar("_T")
 
 
 def _peak_rss_mib() -> float:
@@ -24,7 +32,7 @@ def _peak_rss_mib() -> float:
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    import resource
+    import resource  # Unix only: the fallback where /proc is missing
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -33,11 +41,6 @@ def _scale_case(
     kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str
 ) -> tuple[float, float]:
     """One head's training steps in a fresh process: (seconds per step, peak MiB added)."""
-    import torch
-
-    from hpn.baselines import SoftmaxClassifier
-    from hpn.heads import PrototypeClassifier
-
     torch.manual_seed(0)
     cuda = device.startswith("cuda")
     base_rss = _peak_rss_mib()
@@ -78,20 +81,14 @@ def _scale_case(
     return seconds, peak
 
 
-def _in_fresh_process(fn, *args):
+def _in_fresh_process(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn(*args)`` in a spawned process, so its peak memory is its own."""
-    import multiprocessing as mp
-
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
 
 def _predict_case(k: int, d: int, queries: int, chunk: int, device: str) -> float:
     """Nearest-prototype queries per second against K prototypes (chunked matmul)."""
-    import torch
-
-    from hpn.functional import nearest_prototype, unit
-
     torch.manual_seed(0)
     protos = unit(torch.randn(k, d, device=device))
     z = torch.randn(queries, d, device=device)

@@ -13,10 +13,15 @@ empty value as nothing.
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import statistics
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+import torch
 
 #: A cell whose values are missing or not applicable.
 BLANK = "-"
@@ -24,12 +29,6 @@ BLANK = "-"
 
 def machine_line() -> str:
     """Date, CPU cores, torch version and intra-op threads: the end of every header line."""
-    import datetime
-    import os
-    import platform
-
-    import torch
-
     cpu = platform.processor() or platform.machine()
     return (
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({cpu}), "

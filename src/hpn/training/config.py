@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import yaml
+
 
 def _at_least(path: str, value: float | None, low: float, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -219,8 +221,6 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
     >>> parse_key_values(["num_classes=3", "std=0.5"])
     {'num_classes': 3, 'std': 0.5}
     """
-    import yaml
-
     pairs = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -232,8 +232,6 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
-    import yaml
-
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:

@@ -92,7 +92,7 @@ class TensorBoardLog:
 
     def __init__(self, folder: str | Path):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: the tensorboard extra
         except ImportError as err:  # torch raises ImportError naming tensorboard
             raise ImportError(
                 "tensorboard: true needs the tensorboard package: pip install 'hpn[tensorboard]'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -11,6 +12,10 @@ import torch
 import yaml
 
 from hpn.data.base import DataSplits
+from hpn.data.longtail import long_tailed
+from hpn.data.registry import load_data
+from hpn.models import build_backbone
+from hpn.training import distributed
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.trainer import train
 
@@ -102,13 +107,9 @@ def load_splits(cfg: RunConfig) -> DataSplits:
     ``data.task`` narrows a multi-task source to classification or regression;
     ``data.imbalance`` makes its training split long-tailed.
     """
-    from hpn.data.registry import load_data
-
     splits = load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
     splits = splits.for_task(cfg.data.task)
     if cfg.data.imbalance is not None:
-        from hpn.data.longtail import long_tailed
-
         splits = long_tailed(splits, cfg.data.imbalance, seed=cfg.seed)
     return splits
 
@@ -141,10 +142,6 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this process joins the group
     first (gloo on CPU, nccl on CUDA, one GPU per local rank) and leaves it at the end.
     """
-    import dataclasses
-
-    from hpn.training import distributed
-
     check_device(cfg.device)
     ctx, device = distributed.init_from_env(cfg.device)
     if device != cfg.device:
@@ -157,8 +154,6 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
 
 
 def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
-    from hpn.models import build_backbone
-
     splits = load_splits(cfg)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
