@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from hpn.functional import unit
@@ -52,6 +53,9 @@ class ClassMeans(nn.Module):
         >>> tracker.means.tolist(), tracker.seen.tolist()
         ([[0.5, 0.5], [0.0, 0.0]], [True, False])
     """
+
+    means: torch.Tensor  # (K, d) buffer
+    seen: torch.Tensor  # (K,) bool buffer
 
     def __init__(self, num_classes: int, dims: int, momentum: float = 0.9):
         super().__init__()
@@ -100,8 +104,6 @@ class Matching:
 
 
 def _hungarian(similarity: np.ndarray) -> np.ndarray:
-    from scipy.optimize import linear_sum_assignment
-
     rows, cols = linear_sum_assignment(similarity, maximize=True)
     perm = np.empty(similarity.shape[0], dtype=np.int64)
     perm[rows] = cols
@@ -203,6 +205,9 @@ class DynamicAssignment(nn.Module):
     ``base[perm]``, so row c is always the prototype class c currently owns and the loss and
     prediction need no change. Everything is a buffer and survives ``state_dict`` round trips.
     """
+
+    base: torch.Tensor  # (K, d) buffer, the prototypes as generated
+    perm: torch.Tensor  # (K,) long buffer, class c owns base[perm[c]]
 
     def __init__(self, prototypes: torch.Tensor, momentum: float = 0.9, method: str = "auto"):
         super().__init__()

@@ -10,11 +10,29 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import torch
+import yaml
+
+from hpn import prototypes as protos
+from hpn.demo import demo
+from hpn.evaluation.transfer import transfer_report
+from hpn.experiments.registry import add_bench_parsers, run_bench
+from hpn.prototypes.quality import Report
+from hpn.training.config import RunConfig, parse_key_values, to_dict
+from hpn.training.progress import ProgressBar
+from hpn.training.reevaluate import evaluate_run
+from hpn.training.run import load_config, packaged_configs, resume_config, run
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UsageError(message)
+
+
+if TYPE_CHECKING:
+    _Subparsers = argparse._SubParsersAction[_Parser]
 
 
 class UsageError(Exception):
@@ -36,8 +54,6 @@ def _read_class_names(path: str) -> list[str]:
 
 
 def _cmd_prototypes(args: argparse.Namespace) -> int:
-    from hpn import prototypes as protos
-
     if args.report:
         p, meta = protos.load(args.report)
         print(
@@ -87,19 +103,17 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_with_progress(prototypes, mode: str):
-    """The quality report with a progress bar on stderr (drawn only on a terminal)."""
-    from hpn import prototypes as protos
-    from hpn.training.progress import ProgressBar
-
+def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:
+    """The quality report with a progress bar over its rows on stderr (drawn only on a
+    terminal)."""
     exact = {"auto": None, "exact": True, "estimate": False}[mode]
     bar: ProgressBar | None = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = ProgressBar(total, "report", stream=sys.stderr)
-        bar.update(done, done - bar.examples)
+            bar = ProgressBar(total, "report", stream=sys.stderr, unit="row")
+        bar.update(done)
 
     rep = protos.report(prototypes, exact=exact, progress=progress)
     if bar is not None:
@@ -116,15 +130,11 @@ def _resume_folder(args: argparse.Namespace) -> str:
         if item.startswith("out_dir="):
             return item.partition("=")[2]
     if args.config:
-        from hpn.training.run import load_config
-
         return load_config(args.config).out_dir
     raise UsageError("--resume needs the run folder: hpn train --out DIR --resume")
 
 
-def _train_config(args: argparse.Namespace):
-    from hpn.training.run import load_config, resume_config
-
+def _train_config(args: argparse.Namespace) -> RunConfig:
     overrides = list(args.overrides)
     if args.resume:
         folder = _resume_folder(args)
@@ -140,16 +150,11 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hpn.training.config import to_dict
-    from hpn.training.run import packaged_configs, run
-
     if args.list_configs:
         print("\n".join(packaged_configs()))
         return 0
     cfg = _train_config(args)
     if args.print_config:
-        import yaml
-
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     results = run(cfg, resume=args.resume)
@@ -161,9 +166,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    from hpn.evaluation.transfer import transfer_report
-    from hpn.training.config import parse_key_values
-
     options = parse_key_values(args.option, "--option")
     rows = [transfer_report(run, args.data, options) for run in args.runs]
     print(
@@ -179,15 +181,13 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from hpn.training.reevaluate import evaluate_run
-
     print("| run | split | data overrides | accuracy | macro F1 | loss | examples |")
     print("|---|---|---|---|---|---|---|")
-    for run in args.runs:
-        r = evaluate_run(run, args.overrides, split=args.split, device=args.device)
+    for folder in args.runs:
+        r = evaluate_run(folder, args.overrides, split=args.split, device=args.device)
         shown = {k: r[k] if r[k] is not None else float("nan") for k in ("accuracy", "macro_f1")}
         print(
-            f"| {run} | {r['split']} | {' '.join(r['overrides']) or '(none)'} | "
+            f"| {folder} | {r['split']} | {' '.join(r['overrides']) or '(none)'} | "
             f"{shown['accuracy']:.4f} | {shown['macro_f1']:.4f} | {r['loss']:.4f} | "
             f"{r['examples']} |"
         )
@@ -195,19 +195,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from hpn.demo import demo
-
     demo(out_dir=args.out, config=args.config, seed=args.seed)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from hpn.experiments.registry import run_bench
-
     return run_bench(args)
 
 
-def _add_prototypes(sub) -> None:
+def _add_prototypes(sub: _Subparsers) -> None:
     pro = sub.add_parser("prototypes", help="generate prototypes, or report a prototype file")
     pro.add_argument("-k", "--num-classes", type=int, help="number of classes K")
     pro.add_argument("-d", "--dims", type=int, help="output dimensionality d")
@@ -249,7 +245,7 @@ def _add_prototypes(sub) -> None:
     pro.set_defaults(func=_cmd_prototypes)
 
 
-def _add_train(sub) -> None:
+def _add_train(sub: _Subparsers) -> None:
     train = sub.add_parser(
         "train",
         help="train a model from a YAML config",
@@ -277,7 +273,7 @@ def _add_train(sub) -> None:
     train.set_defaults(func=_cmd_train)
 
 
-def _add_demo(sub) -> None:
+def _add_demo(sub: _Subparsers) -> None:
     demo = sub.add_parser("demo", help="the main job: HPN vs softmax on the embedded digits")
     demo.add_argument("--out", help="run folder (default runs/demo-<time>)")
     demo.add_argument("--config", default=None, help="base config (default configs/demo.yaml's)")
@@ -285,7 +281,7 @@ def _add_demo(sub) -> None:
     demo.set_defaults(func=_cmd_demo)
 
 
-def _add_transfer(sub) -> None:
+def _add_transfer(sub: _Subparsers) -> None:
     tra = sub.add_parser(
         "transfer",
         help="frozen features of finished runs: class separation and a linear probe elsewhere",
@@ -298,7 +294,7 @@ def _add_transfer(sub) -> None:
     tra.set_defaults(func=_cmd_transfer)
 
 
-def _add_evaluate(sub) -> None:
+def _add_evaluate(sub: _Subparsers) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="score finished runs' best weights on their data with data.* overrides",
@@ -316,9 +312,7 @@ def _add_evaluate(sub) -> None:
     ev.set_defaults(func=_cmd_evaluate)
 
 
-def _add_bench(sub) -> None:
-    from hpn.experiments.registry import add_bench_parsers
-
+def _add_bench(sub: _Subparsers) -> None:
     bench = sub.add_parser(
         "bench",
         help="benchmarks that print the results tables",

@@ -8,6 +8,7 @@ the output layer.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +18,10 @@ DEFAULT_CONFIG = "demo.yaml"
 
 
 def demo(
-    out_dir: str | None = None, config: str | None = None, seed: int = 0, log=print
+    out_dir: str | None = None,
+    config: str | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Train HPN and the softmax baseline; print and return the comparison rows."""
     if out_dir is None:

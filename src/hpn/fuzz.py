@@ -15,8 +15,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
+
+from hpn import prototypes as protos
+from hpn.data.cifar import _load_split
+from hpn.data.folders import load_image
+from hpn.data.mnist import _read_mnist5k_csv, read_idx
+from hpn.data.omniart import read_omniart_csv
 
 #: Errors a reader may raise on bad input: the CLI prints them as one line with exit 2.
 CLEAN_ERRORS = (ValueError, FileNotFoundError)
@@ -86,9 +93,7 @@ def _make_idx_gz(folder: Path) -> Path:
     return path
 
 
-def _read_idx(path: Path):
-    from hpn.data.mnist import read_idx
-
+def _read_idx(path: Path) -> object:
     return read_idx(path)
 
 
@@ -101,9 +106,7 @@ def _make_mnist_csv(folder: Path) -> Path:
     return path
 
 
-def _read_mnist_csv(path: Path):
-    from hpn.data.mnist import _read_mnist5k_csv
-
+def _read_mnist_csv(path: Path) -> object:
     return _read_mnist5k_csv(str(path), path.stat().st_mtime_ns + id(path))
 
 
@@ -121,9 +124,7 @@ def _make_cifar_split(folder: Path) -> Path:
     return path
 
 
-def _read_cifar_split(path: Path):
-    from hpn.data.cifar import _load_split
-
+def _read_cifar_split(path: Path) -> object:
     return _load_split(path, b"fine_labels", 100)
 
 
@@ -138,14 +139,12 @@ def _make_omniart_csv(folder: Path) -> Path:
     return path
 
 
-def _read_omniart_csv(path: Path):
-    from hpn.data.omniart import read_omniart_csv
-
+def _read_omniart_csv(path: Path) -> object:
     return read_omniart_csv(path)
 
 
 def _make_png(folder: Path) -> Path:
-    from PIL import Image
+    from PIL import Image  # optional (the data extra)
 
     path = folder / "image.png"
     Image.fromarray(np.arange(12 * 9 * 3, dtype=np.uint8).reshape(12, 9, 3)).save(path)
@@ -153,22 +152,18 @@ def _make_png(folder: Path) -> Path:
 
 
 def _make_jpeg(folder: Path) -> Path:
-    from PIL import Image
+    from PIL import Image  # optional (the data extra)
 
     path = folder / "image.jpg"
     Image.fromarray(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)).save(path)
     return path
 
 
-def _read_image(path: Path):
-    from hpn.data.folders import load_image
-
+def _read_image(path: Path) -> object:
     return load_image(path, 8)
 
 
 def _make_prototypes_npy(folder: Path) -> Path:
-    from hpn import prototypes as protos
-
     path = folder / "p.npy"
     protos.save(path, protos.generate(6, 4, method="orthoplex"), method="orthoplex")
     return path
@@ -178,9 +173,7 @@ def _make_prototypes_json(folder: Path) -> Path:
     return _make_prototypes_npy(folder).with_suffix(".json")
 
 
-def _read_prototypes(path: Path):
-    from hpn import prototypes as protos
-
+def _read_prototypes(path: Path) -> object:
     return protos.load(path.with_suffix(".npy"))
 
 
@@ -243,7 +236,7 @@ def fuzz(per_mutation: int = 20, seed: int = 0, targets: dict | None = None) -> 
     return results
 
 
-def print_table(results: list[FuzzResult], out=None) -> None:
+def print_table(results: list[FuzzResult], out: TextIO | None = None) -> None:
     """Print the results as a Markdown table, then up to five unexpected errors per reader.
 
     Args:

@@ -10,14 +10,45 @@ permutation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 Task = Literal["classification", "regression", "multitask"]
+
+#: One example or one batch: ``(x, {"label": ..., "value": ...})``.
+Example = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+#: A callable on one float input tensor (an augmentation), returning a tensor of that shape.
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+#: Row indices of one batch: a list, a range or an int64 tensor.
+Indices = TypeVar("Indices", Sequence[int], torch.Tensor)
+
+
+class SplitDataset(Protocol):
+    """What a split of :class:`DataSplits` is: a map-style dataset of ``(x, target-dict)``.
+
+    Any object with these two methods will do (a ``torch.utils.data.Dataset`` subclass
+    usually); :class:`TensorDataset` and :class:`hpn.data.folders.ImageFileDataset` are the
+    library's own.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Example: ...
+
+
+class TableDataset(SplitDataset, Protocol):
+    """A :class:`SplitDataset` whose targets sit in one table, and which makes row subsets
+    without reading its inputs (:class:`TensorDataset`, ``ImageFileDataset``)."""
+
+    targets: dict[str, torch.Tensor]
+
+    def subset(self, indices: torch.Tensor) -> Self: ...
 
 
 class TensorDataset(Dataset):
@@ -26,7 +57,12 @@ class TensorDataset(Dataset):
     Inputs may be uint8 images; ``transform`` (a callable on one float tensor) runs per item.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], transform=None):
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        transform: Transform | None = None,
+    ):
         for key, value in targets.items():
             if len(value) != len(inputs):
                 raise ValueError(f"target {key!r} has {len(value)} rows for {len(inputs)} inputs")
@@ -35,14 +71,14 @@ class TensorDataset(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> Example:
         x = self.inputs[index]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if self.transform is not None:
             x = self.transform(x)
         return x, {key: value[index] for key, value in self.targets.items()}
 
-    def get_batch(self, indices) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def get_batch(self, indices: Sequence[int] | torch.Tensor) -> Example:
         """Items ``indices`` as one batch, as a DataLoader would collate them, in one
         indexing operation instead of one per item (the transform still runs per item).
 
@@ -100,14 +136,14 @@ class DataSplits:
         info: source details for the run record (paths, counts, seeds).
     """
 
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    train: SplitDataset
+    val: SplitDataset
+    test: SplitDataset
     task: Task
     input_shape: tuple[int, ...]
     num_classes: int | None = None
     class_names: list[str] | None = None
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def for_task(self, task: Task | None) -> DataSplits:
         """The same data seen as one of its tasks.
@@ -138,9 +174,10 @@ class DataSplits:
         )
 
 
-def split_train_val(
-    data: TensorDataset, val_fraction: float, seed: int
-) -> tuple[TensorDataset, TensorDataset]:
+D = TypeVar("D", bound=TableDataset)
+
+
+def split_train_val(data: D, val_fraction: float, seed: int) -> tuple[D, D]:
     """Seeded split of training data into train and validation parts.
 
     Args:
@@ -224,7 +261,9 @@ def holdout_splits(
     return train, val, data.subset(held)
 
 
-def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Iterator[tuple]:
+def iterate_batches(
+    dataset: SplitDataset, batches: Iterable[Sequence[int] | torch.Tensor]
+) -> Iterator[Example]:
     """Yield ``(x, targets)`` for each list of indices in ``batches``.
 
     A dataset with ``get_batch`` (:class:`TensorDataset`) is indexed once per batch; any
@@ -236,14 +275,17 @@ def iterate_batches(dataset: Dataset, batches: Iterable[Sequence[int]]) -> Itera
         >>> [(tuple(x.shape), t["label"].tolist()) for x, t in iterate_batches(data, [[0, 1], [4]])]
         [((2, 3), [0, 1]), ((1, 3), [4])]
     """
-    if hasattr(dataset, "get_batch"):
+    get_batch = getattr(dataset, "get_batch", None)
+    if get_batch is not None:
         for indices in batches:
-            yield dataset.get_batch(indices)
+            yield get_batch(indices)
         return
-    yield from DataLoader(dataset, batch_sampler=list(batches))
+    # DataLoader takes any map-style dataset; its annotation names torch's Dataset class
+    as_lists = [torch.as_tensor(indices, dtype=torch.long).tolist() for indices in batches]
+    yield from DataLoader(dataset, batch_sampler=as_lists)  # type: ignore[arg-type]
 
 
-def in_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
+def in_batches(indices: Indices, batch_size: int) -> list[Indices]:
     """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter);
     e.g. ``in_batches(range(len(data)), 256)`` for one pass in order.
 
@@ -254,7 +296,7 @@ def in_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def training_batches(indices: Sequence[int], batch_size: int) -> list[Sequence[int]]:
+def training_batches(indices: Indices, batch_size: int) -> list[Indices]:
     """:func:`in_batches`, except that a last batch of one example joins the batch before
     it: batch norm cannot train on a batch of one, and no example is dropped.
 

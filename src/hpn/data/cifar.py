@@ -10,49 +10,48 @@ numpy arrays and plain containers, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 from hpn.data.base import DataSplits, TensorDataset, split_train_val
 
 _NUM_CLASSES = {"fine": 100, "coarse": 20}
 
 
-def _reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
 # (module, name) -> object; everything else is refused.
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+_ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _reconstruct,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("_codecs", "encode"): lambda: __import__("codecs").encode,
+    ("_codecs", "encode"): lambda: codecs.encode,
 }
 
 
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickler that builds numpy arrays, bytes, str, numbers, lists and dicts only."""
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         factory = _ALLOWED.get((module, name))
         if factory is None:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         return factory()
 
 
-def load_pickle(path: str | os.PathLike):
+def load_pickle(path: str | os.PathLike) -> Any:
     """Load one CIFAR pickle (``encoding="bytes"``, as the Python 2 files need).
 
     Args:
@@ -77,7 +76,7 @@ def load_pickle(path: str | os.PathLike):
         ) from err
 
 
-def _field(record, key: bytes, path: Path):
+def _field(record: Any, key: bytes, path: Path) -> Any:
     if not isinstance(record, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(record).__name__}")
     if key not in record:
@@ -86,7 +85,7 @@ def _field(record, key: bytes, path: Path):
     return record[key]
 
 
-def _names(meta, key: bytes, count: int, path: Path) -> list[str]:
+def _names(meta: Any, key: bytes, count: int, path: Path) -> list[str]:
     names = _field(meta, key, path)
     if not isinstance(names, list | tuple) or len(names) != count:
         raise ValueError(f"{path}: {key!r} must list {count} names")

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hpn.data.base import DataSplits, split_train_val
+from hpn.data.base import DataSplits, Example, Transform, split_train_val
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 def _pil_image():
     try:
-        from PIL import Image
+        from PIL import Image  # optional: the data extra
     except ImportError as err:
         raise ImportError(
             'image folders need Pillow; install it with `pip install "hpn[data]"` '
@@ -39,12 +39,12 @@ def _pil_image():
 
 def _size_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(image_size, int):
-        size = (image_size, image_size)
+        size: tuple[int, ...] = (image_size, image_size)
     else:
         size = tuple(int(s) for s in image_size)
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
-    return size
+    return size[0], size[1]
 
 
 def load_image(path: str | os.PathLike, image_size: int | Sequence[int]) -> torch.Tensor:
@@ -95,7 +95,7 @@ class ImageFileDataset(Dataset):
         paths: Sequence[str | os.PathLike],
         targets: dict[str, torch.Tensor],
         image_size: int | Sequence[int] = 64,
-        transform=None,
+        transform: Transform | None = None,
     ):
         self.paths = [str(p) for p in paths]
         for key, value in targets.items():
@@ -108,7 +108,7 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> Example:
         x = load_image(self.paths[index], self.image_size).float() / 255.0
         if self.transform is not None:
             x = self.transform(x)

@@ -21,8 +21,9 @@ import gzip
 import importlib.util
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ FASHION_MNIST_CLASSES = [
 DIGIT_CLASSES = [str(d) for d in range(10)]
 
 # IDX type codes: (numpy big-endian dtype, name).
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -65,7 +66,7 @@ _IDX_FILES = {
 # --------------------------------------------------------------------------- splitting helpers
 
 
-def _counts(train, val, test) -> dict[str, int]:
+def _counts(train: Sized, val: Sized, test: Sized) -> dict[str, int]:
     return {"train": len(train), "val": len(val), "test": len(test)}
 
 

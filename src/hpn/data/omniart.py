@@ -53,10 +53,10 @@ def read_omniart_csv(csv_path: str | os.PathLike) -> list[tuple[str, str, float]
             reader.fieldnames = header
             for row in reader:
                 line = reader.line_num
-                values = [row.get(c) for c in COLUMNS]
-                if any(v is None or not v.strip() for v in values):
+                values = [(row.get(c) or "").strip() for c in COLUMNS]
+                if not all(values):
                     raise ValueError(f"{csv_path}:{line}: empty or missing field in {row}")
-                path, style, year_text = (v.strip() for v in values)
+                path, style, year_text = values
                 try:
                     year = float(year_text)
                 except ValueError:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from typing import Any
 
 from hpn.data.base import DataSplits
 from hpn.data.cifar import load_cifar100
@@ -84,7 +85,7 @@ def available() -> list[str]:
     return sorted(SOURCES)
 
 
-def load_data(name: str, **options) -> DataSplits:
+def load_data(name: str, **options: Any) -> DataSplits:
     """Load a data source by name.
 
     Args:

@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+import warnings
+from typing import Any, TextIO
 
+import numpy as np
+import torch
+
+from hpn.data.base import SplitDataset, TensorDataset
+from hpn.data.synthetic import gaussian_clusters
 from hpn.experiments.table import print_columns, print_header, print_row
 
+#: (name, X, y, X_test, y_test); X_test None: scored by 5-fold cross-validation.
+_Set = tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
-def _sklearn_sets(quick: bool = False) -> list[tuple[str, object, object, object, object]]:
+
+def _tensors(split: SplitDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of an in-memory split."""
+    if not isinstance(split, TensorDataset):
+        raise TypeError(f"expected an in-memory TensorDataset, got {type(split).__name__}")
+    return split.inputs, split.targets["label"]
+
+
+def _sklearn_sets(quick: bool = False) -> list[_Set]:
     """(name, X, y, X_test, y_test) of the scikit-learn benchmark; X_test None: 5-fold CV."""
-    import torch
-    from sklearn import datasets
+    from sklearn import datasets  # optional (the sklearn extra)
 
-    from hpn.data.synthetic import gaussian_clusters
-
-    sets = []
+    sets: list[_Set] = []
     for name in ("iris", "wine", "breast_cancer", "digits"):
         X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
         sets.append((name, X, y, None, None))
     for k, n in ((30, 20),) if quick else ((200, 50), (1000, 40)):
         s = gaussian_clusters(k, n, seed=0)
-        x = torch.cat([s.train.inputs, s.val.inputs]).numpy()
-        y = torch.cat([s.train.targets["label"], s.val.targets["label"]]).numpy()
-        x_test, y_test = s.test.inputs.numpy(), s.test.targets["label"].numpy()
-        sets.append((f"clusters K = {k:,} ({n} per class)", x, y, x_test, y_test))
+        (x_train, y_train), (x_val, y_val) = _tensors(s.train), _tensors(s.val)
+        x_test, y_test = _tensors(s.test)
+        x, y = torch.cat([x_train, x_val]).numpy(), torch.cat([y_train, y_val]).numpy()
+        sets.append((f"clusters K = {k:,} ({n} per class)", x, y, x_test.numpy(), y_test.numpy()))
     return sets
 
 
-def sklearn_benchmark(max_iter: int = 100, quick: bool = False, out: TextIO | None = None):
+def sklearn_benchmark(
+    max_iter: int = 100, quick: bool = False, out: TextIO | None = None
+) -> list[dict[str, Any]]:
     """``HPNClassifier``'s two recipes and ``MLPClassifier`` on bundled and generated data.
 
     Macro F1 of ``StandardScaler`` + estimator (``random_state=0``, ``max_iter``): mean ± sd
@@ -37,9 +52,7 @@ def sklearn_benchmark(max_iter: int = 100, quick: bool = False, out: TextIO | No
     ``prototypes="data"`` (cosine softmax at scale 20). The last column names the one
     ``HPNClassifier()`` picks by default (:func:`hpn.sklearn.default_recipe`).
     """
-    import warnings
-
-    import numpy as np
+    # scikit-learn is optional (the sklearn extra), and hpn.sklearn needs it
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import f1_score
     from sklearn.model_selection import cross_val_score
@@ -63,7 +76,8 @@ def sklearn_benchmark(max_iter: int = 100, quick: bool = False, out: TextIO | No
     rows = []
     for name, X, y, X_test, y_test in _sklearn_sets(quick):
         k = len(np.unique(y))
-        cells, row = [], {"data": name, "K": k}
+        cells: list[str] = []
+        row: dict[str, Any] = {"data": name, "K": k}
         for label, make in models.items():
             est = make_pipeline(StandardScaler(), make().set_params(max_iter=max_iter))
             est.set_params(**{f"{est.steps[-1][0]}__random_state": 0})

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+import torch
+
+from hpn.data.base import SplitDataset, in_batches, iterate_batches
+from hpn.data.longtail import GROUPS
+from hpn.evaluation.transfer import transfer_report
 from hpn.experiments.table import mean_sd, print_columns
+from hpn.files import atomic_write_json
+from hpn.prototypes import data_prior
+from hpn.training.reevaluate import evaluate_run
+from hpn.training.run import load_config, load_splits
+from hpn.training.trainer import class_counts, macro_f1_from_counts
 
 
 def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
@@ -30,21 +40,16 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     Returns:
         ``{"test_macro_f1", "test_accuracy", "seconds"}``.
     """
-    import torch
-
-    from hpn.data.base import in_batches, iterate_batches
-    from hpn.prototypes import data_prior
-    from hpn.training.run import load_config, load_splits
-    from hpn.training.trainer import class_counts, macro_f1_from_counts
-
     start = time.perf_counter()
     cfg = load_config(config, [*overrides, f"seed={seed}"])
     if cfg.head.prototypes != "data" or cfg.head.spread_steps != 0 or not cfg.head.dims:
         raise ValueError("the linear reference needs head.prototypes=data, spread_steps=0, dims")
     splits = load_splits(cfg)
     k, dims = splits.num_classes, cfg.head.dims
+    if k is None:
+        raise ValueError(f"the linear reference needs a classification source, not {cfg.data.name}")
 
-    def batches(split):
+    def batches(split: SplitDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, targets in iterate_batches(split, in_batches(range(len(split)), 4096)):
             yield x.reshape(len(x), -1).double(), targets["label"]
 
@@ -66,9 +71,6 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
 
 def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
     """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it and read back."""
-    from hpn.evaluation.transfer import transfer_report
-    from hpn.files import atomic_write_json
-
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     done = folder / f"transfer-{target}{suffix}.json"
     if done.is_file():
@@ -84,8 +86,6 @@ def shot_groups() -> str:
     >>> shot_groups()
     'many >= 101, medium 20-100, few 0-19'
     """
-    from hpn.data.longtail import GROUPS
-
     return ", ".join(
         f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
         for name, (low, high) in GROUPS.items()
@@ -127,6 +127,4 @@ def convergence_table(rows: list[dict], out: TextIO | None, blog: dict) -> None:
 def evaluation_or_load(folder: Path, overrides: dict) -> dict:
     """:func:`hpn.training.reevaluate.evaluate_run` of a run's test split with ``data.*``
     overrides (e.g. ``{"data.options.degrade": 1}``), kept in the run folder and read back."""
-    from hpn.training.reevaluate import evaluate_run
-
     return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()])

@@ -7,13 +7,18 @@ Nothing is trained: each prints a table of worst-pair cosines against the bound,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TextIO, TypeVar
 
+from hpn import prototypes as protos
 from hpn.experiments.table import print_columns, print_header
+from hpn.prototypes import known
+
+_T = TypeVar("_T")
 
 #: The issue's acceptance cases: (K, d, must reach, seconds allowed); None: no target.
-PROTOTYPE_CASES = [
+PROTOTYPE_CASES: list[tuple[int, int, float | None, float | None]] = [
     (100, 100, -1 / 99, 60),
     (150, 100, 0.0, 60),
     (100, 25, 0.12, 60),
@@ -29,15 +34,13 @@ PROTOTYPE_CASES = [
 PAPER_RUN_MAX = 1000
 
 
-def _timed(fn):
+def _timed(fn: Callable[[], _T]) -> tuple[_T, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
 
 
 def _paper_cell(k: int, d: int, seed: int) -> str:
-    from hpn import prototypes as protos
-
     if k <= PAPER_RUN_MAX:
         built, secs = _timed(lambda: protos.build(k, d, method="hpn", seed=seed))
         return f"{protos.report(built.prototypes).worst_cosine:.4f} ({secs:.0f}s)"
@@ -59,15 +62,13 @@ def prototype_table(
     out: TextIO | None = None,
 ) -> list[dict]:
     """Print worst-pair cosine, method and time for each (K, d) and method."""
-    from hpn import prototypes as protos
-
     rows = []
     methods = list(methods)
     print_columns(["K", "d", *methods, "bound"], out)
     for k, d in cases:
         cells = []
         for method in methods:
-            built, secs = _timed(lambda m=method, k=k, d=d: protos.build(k, d, method=m, seed=seed))
+            built, secs = _timed(partial(protos.build, k, d, method=method, seed=seed))
             rep = protos.report(built.prototypes)
             rows.append(
                 {"K": k, "d": d, "method": built.method, "worst": rep.worst_cosine, "seconds": secs}
@@ -91,8 +92,6 @@ def prototype_benchmark(
     ``auto`` is timed end to end as ``hpn prototypes --method auto`` runs it (generation plus
     the blockwise report).
     """
-    from hpn import prototypes as protos
-
     cases = [c for c in PROTOTYPE_CASES if not quick or c[0] <= 1000]
     print_header(f"hpn bench prototypes{' --quick' if quick else ''} (seed {seed})", out)
     print_columns(
@@ -108,7 +107,9 @@ def prototype_benchmark(
         built = protos.build(k, d, method="auto", seed=seed)
         rep = protos.report(built.prototypes)
         secs = time.perf_counter() - start
-        ok = target is None or (rep.worst_cosine <= target + 1e-6 and secs <= limit)
+        ok = target is None or (
+            rep.worst_cosine <= target + 1e-6 and (limit is None or secs <= limit)
+        )
         rand = protos.report(protos.generate(k, d, method="random", seed=seed)).worst_cosine
         paper = _paper_cell(k, d, seed)
         bound = f"{rep.bound:.4f}" + ("" if rep.bound_exact else " (LP)")
@@ -134,8 +135,6 @@ def prototype_benchmark(
 
 def optima_benchmark(seed: int = 0, out: TextIO | None = None) -> list[dict]:
     """``auto`` against the best known codes (:mod:`hpn.prototypes.known`)."""
-    from hpn.prototypes import known
-
     print_header(f"hpn bench optima: auto against the best known codes, seed {seed}", out)
     rows = known.compare_auto(seed=seed)
     known.print_table(rows, out=out)

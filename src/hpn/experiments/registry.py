@@ -13,7 +13,9 @@ import argparse
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hpn.experiments import sweep
 
@@ -36,7 +38,7 @@ class Option:
     flag: str
     dest: str
     help: str
-    type: object = None  # None: a switch (store_true)
+    type: Callable[[str], Any] | None = None  # None: a switch (store_true)
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,15 @@ def _first_line(text: str | None) -> str:
     return re.sub(r"(:\w+:)?`+([^`]*)`+", r"\2", first)
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
     return str(value)
 
 
-def _add_micro(sub, name: str, micro: Micro) -> None:
+def _add_micro(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, micro: Micro
+) -> None:
     fn = sweep.named_function(micro.function)
     defaults = inspect.signature(fn).parameters
     parser = sub.add_parser(name, help=_first_line(fn.__doc__))
@@ -119,7 +123,7 @@ def _add_micro(sub, name: str, micro: Micro) -> None:
     parser.set_defaults(bench=name)
 
 
-def _add_spec(sub, name: str) -> None:
+def _add_spec(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     spec = sweep.load_spec(name)
     parser = sub.add_parser(name, help=spec["help"])
     parser.add_argument("--config", help=f"base run config (default {spec['config']})")
@@ -134,7 +138,7 @@ def _add_spec(sub, name: str) -> None:
     for opt_name, opt in spec.get("options", {}).items():
         flag = "--" + opt_name.replace("_", "-")
         default = _shown(opt["default"]) if opt["default"] else "none"
-        kwargs = {"action": "append"} if opt["type"] == "pairs" else {}
+        kwargs: dict[str, Any] = {"action": "append"} if opt["type"] == "pairs" else {}
         parser.add_argument(flag, dest=opt_name, default=argparse.SUPPRESS,
                             help=f"{opt['help']} (default {default})", **kwargs)  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of every run")

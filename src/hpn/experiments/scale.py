@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO, TypeVar, cast
 
+import torch
+
+from hpn.baselines import SoftmaxClassifier
 from hpn.experiments.table import print_columns, print_header, print_row
+from hpn.functional import nearest_prototype, unit
+from hpn.heads import PrototypeClassifier
+from hpn.losses import LossKind
+
+_T = TypeVar("_T")
 
 
 def _peak_rss_mib() -> float:
@@ -24,7 +33,7 @@ def _peak_rss_mib() -> float:
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    import resource
+    import resource  # Unix only: the fallback where /proc is missing
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -35,31 +44,28 @@ HPN_LOSSES = ("paper", "softmax", "neighbours")
 
 def _scale_case(
     kind: str, k: int, d: int, features: int, batch: int, steps: int, device: str, optimizer: str
-):
+) -> tuple[float, float]:
     """One head's training steps in a fresh process: (seconds per step, peak MiB added).
 
     ``kind``: ``softmax`` (a K-way linear layer) or ``hpn-LOSS`` with LOSS in
     :data:`HPN_LOSSES` (a d-dim projection against K fixed prototypes).
     """
-    import torch
-
-    from hpn.baselines import SoftmaxClassifier
-    from hpn.heads import PrototypeClassifier
-
     torch.manual_seed(0)
     cuda = device.startswith("cuda")
     base_rss = _peak_rss_mib()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base_gpu = torch.cuda.memory_allocated(device)
+    head: PrototypeClassifier | SoftmaxClassifier
     if kind.startswith("hpn-"):
         # random unit rows stand in for the prototypes: the cost does not depend on where
         # they are, only on K and d (building 1M good ones is hpn bench prototypes' job)
-        loss = kind.removeprefix("hpn-")
+        loss = cast(LossKind, kind.removeprefix("hpn-"))
         head = PrototypeClassifier(torch.randn(k, d), in_features=features, loss=loss)
         head = head.to(device)
     else:
         head = SoftmaxClassifier(features, k).to(device)
+    opt: torch.optim.Optimizer
     if optimizer == "adam":
         opt = torch.optim.Adam(head.parameters(), lr=1e-3)
     else:
@@ -67,7 +73,7 @@ def _scale_case(
     x = torch.randn(batch, features, device=device)
     y = torch.randint(0, k, (batch,), device=device)
 
-    def step():
+    def step() -> None:
         loss = head.loss(x, y, "mean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -90,20 +96,14 @@ def _scale_case(
     return seconds, peak
 
 
-def _in_fresh_process(fn, *args):
+def _in_fresh_process(fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn(*args)`` in a spawned process, so its peak memory is its own."""
-    import multiprocessing as mp
-
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
 
 def _predict_case(k: int, d: int, queries: int, chunk: int, device: str) -> float:
     """Nearest-prototype queries per second against K prototypes (chunked matmul)."""
-    import torch
-
-    from hpn.functional import nearest_prototype, unit
-
     torch.manual_seed(0)
     protos = unit(torch.randn(k, d, device=device))
     z = torch.randn(queries, d, device=device)

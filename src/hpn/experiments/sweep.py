@@ -47,8 +47,10 @@ import csv
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import import_module, resources
 from pathlib import Path
@@ -59,6 +61,7 @@ import yaml
 from hpn.experiments import table
 from hpn.experiments.table import fill
 from hpn.training.config import parse_key_values
+from hpn.training.run import config_path, load_config, run
 
 #: One run: (config, overrides, seed, folder), as ``hpn train --config CONFIG OVERRIDES
 #: seed=SEED out_dir=FOLDER`` would do it.
@@ -227,8 +230,6 @@ def plan_sweep(
     Raises:
         ValueError: an unknown option, a bad value, or a variant name no pattern fits.
     """
-    from hpn.training.run import config_path, load_config
-
     unknown = sorted(set(options) - set(spec.get("options", {})))
     if unknown:
         raise ValueError(f"hpn bench {spec['name']} has no option(s) {unknown}")
@@ -258,8 +259,6 @@ def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) 
     resumed, otherwise the run is trained from scratch; so every benchmark continues where
     it stopped.
     """
-    from hpn.training.run import load_config, run
-
     done = folder / "results.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -267,7 +266,9 @@ def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) 
     return run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
 
 
-def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> None:
+def run_parallel(
+    cases: list[Case], jobs: int, threads: int = 1, log: Callable[[str], None] = print
+) -> None:
     """Train the unfinished ``(config, overrides, seed, folder)`` cases, ``jobs`` at a time.
 
     Each case is a separate ``python -m hpn train`` process with ``threads`` intra-op
@@ -278,14 +279,11 @@ def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> N
     Raises:
         RuntimeError: a case failed; names it and its log.
     """
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
     if jobs < 1 or threads < 1:
         raise ValueError(f"jobs and threads must be >= 1, got {jobs} and {threads}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
-    def one(case):
+    def one(case: Case) -> None:
         config, overrides, seed, folder = case
         if (folder / "results.json").is_file():  # finished, maybe meanwhile by another process
             return
@@ -306,7 +304,7 @@ def run_parallel(cases: list[Case], jobs: int, threads: int = 1, log=print) -> N
             future.result()
 
 
-def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context: dict):
+def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context: dict) -> Any:
     """One seed's value of a declared metric; None where the run does not have it."""
     if isinstance(metric, str):
         metric = {"key": metric}

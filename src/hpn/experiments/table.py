@@ -13,10 +13,15 @@ empty value as nothing, and ``!p`` that prints a mapping as ``key=value`` pairs.
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import statistics
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+import torch
 
 #: A cell whose values are missing or not applicable.
 BLANK = "-"
@@ -24,12 +29,6 @@ BLANK = "-"
 
 def machine_line() -> str:
     """Date, CPU cores, torch version and intra-op threads: the end of every header line."""
-    import datetime
-    import os
-    import platform
-
-    import torch
-
     cpu = platform.processor() or platform.machine()
     return (
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores ({cpu}), "
@@ -81,9 +80,10 @@ def mean_sd_cell(values: Sequence[float | None], digits: int = 4) -> str:
     >>> mean_sd_cell([0.9, None], 3)
     '-'
     """
-    if not values or None in values:
+    present = [v for v in values if v is not None]
+    if not present or len(present) < len(values):
         return BLANK
-    return "{:.{d}f} ± {:.{d}f}".format(*mean_sd(values), d=digits)
+    return "{:.{d}f} ± {:.{d}f}".format(*mean_sd(present), d=digits)
 
 
 def mean_cell(values: Sequence[float | None], fmt: str = "{:.4f}") -> str:
@@ -94,9 +94,10 @@ def mean_cell(values: Sequence[float | None], fmt: str = "{:.4f}") -> str:
     >>> mean_cell([])
     '-'
     """
-    if not values or None in values:
+    present = [v for v in values if v is not None]
+    if not present or len(present) < len(values):
         return BLANK
-    return fmt.format(statistics.mean(values))
+    return fmt.format(statistics.mean(present))
 
 
 def per_seed_cell(values: Sequence[Any], fmt: str = "{}") -> str:
@@ -206,8 +207,8 @@ def cell(column: Mapping[str, Any], row: Mapping[str, Any]) -> str:
     if "per_seed" in column:
         return per_seed_cell(row[column["per_seed"]], column.get("format", "{}"))
     if "lookup" in column:
-        value: Any = column["lookup"]
+        found: Any = column["lookup"]
         for key in column["keys"]:
-            value = value.get(row[key]) if isinstance(value, Mapping) else None
-        return BLANK if value is None else str(value)
+            found = found.get(row[key]) if isinstance(found, Mapping) else None
+        return BLANK if found is None else str(found)
     raise ValueError(f"column {dict(column)} has none of text, mean_sd, mean, per_seed, lookup")

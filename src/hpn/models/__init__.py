@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -118,7 +119,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_backbone(name: str, input_shape: Sequence[int], **options) -> nn.Module:
+def build_backbone(name: str, input_shape: Sequence[int], **options: Any) -> nn.Module:
     """Build a backbone by name for inputs of one sample's shape.
 
     Args:

@@ -411,6 +411,7 @@ def code_prototypes(
     n, count, m = spec.length, num_classes, spec.length.bit_length() - 1
     rng = np.random.default_rng(seed)
     if spec.family == "bch":
+        assert spec.k is not None  # every BCH spec has its dimension
         picked = _sample_messages(rng, spec.k, count)
     else:
         picked = rng.choice(spec.size, size=count, replace=False)

@@ -64,6 +64,7 @@ def save(
         raise ValueError(f"prototypes must be 2-D (K, d), got shape {array.shape}")
     if class_names is not None and len(class_names) != len(array):
         raise ValueError(f"{len(class_names)} class names for {len(array)} prototypes")
+    # imported here: hpn/__init__.py imports this module before it sets __version__ (a cycle)
     from hpn import __version__
 
     meta: dict[str, Any] = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TextIO
 
 from hpn.prototypes import build, report
 
@@ -105,7 +106,7 @@ def compare_auto(seed: int = 0) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict], out=None) -> None:
+def print_table(rows: list[dict], out: TextIO | None = None) -> None:
     """The rows of :func:`compare_auto` as a Markdown table."""
     print(
         "| K | d | best known (deg) | proven | ours: auto (deg) | ours / best | method | time |",

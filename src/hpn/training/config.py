@@ -10,11 +10,14 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import yaml
 
-def _at_least(path: str, value, low, *, allow_none: bool = False) -> None:
+
+def _at_least(path: str, value: float | None, low: float, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if value is None or not value >= low:
@@ -205,7 +208,7 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     for key, value in data.items():
         sub = f"{path}.{key}" if path else key
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, sub)
         else:
             kwargs[key] = _check_type(sub, value, hint)
@@ -218,8 +221,6 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
     >>> parse_key_values(["num_classes=3", "std=0.5"])
     {'num_classes': 3, 'std': 0.5}
     """
-    import yaml
-
     pairs = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -229,10 +230,8 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
     return pairs
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
-    import yaml
-
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:

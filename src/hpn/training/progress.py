@@ -1,8 +1,8 @@
-"""Progress of a training run: a redrawn bar on a terminal, TensorBoard scalars if asked.
+"""Progress of a training run: a tqdm bar on a terminal, TensorBoard scalars if asked.
 
-On a terminal :class:`ProgressBar` redraws one line per epoch (steps, examples per second,
-time left in the epoch, running loss). Anywhere else (a log file, a CI job) it prints nothing
-per step, and the trainer's one summary line per epoch is the record.
+On a terminal :class:`ProgressBar` draws one tqdm bar per epoch (steps, time left, examples
+per second, running loss) and clears it at the end of the epoch. Anywhere else (a log file, a
+CI job) it prints nothing, and the trainer's one summary line per epoch is the record.
 """
 
 from __future__ import annotations
@@ -12,24 +12,26 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-
-def _clock(seconds: float) -> str:
-    seconds = max(round(seconds), 0)
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+from tqdm import tqdm
 
 
 class ProgressBar:
-    """``epoch 3/10 [#######.............] 120/340 812 ex/s 00:27 left loss 0.1234``.
+    """A tqdm bar over the steps of one pass: ``epoch 3/10:  35%|███▌      | 120/340
+    [00:27<00:50, 4.40step/s, 812 ex/s, loss 0.1234]``.
 
     Args:
-        total: steps in the epoch.
+        total: steps in the pass.
         prefix: text before the bar, e.g. ``"epoch 3/10"``.
         stream: where to draw (default ``sys.stdout``).
         enabled: draw at all; default: only when ``stream`` is a terminal.
-        width: characters of the bar.
         every: redraw at most once per this many seconds (the last step always draws).
+        unit: what one step is called in the rate (``step``, ``row``, ...).
+
+    Example:
+        >>> bar = ProgressBar(2, "epoch 1/1", enabled=False)
+        >>> bar.update(1, examples=32, loss=0.5); bar.update(2, examples=32); bar.close()
+        >>> bar.examples
+        64
     """
 
     def __init__(
@@ -38,48 +40,47 @@ class ProgressBar:
         prefix: str = "",
         stream: TextIO | None = None,
         enabled: bool | None = None,
-        width: int = 20,
         every: float = 0.1,
+        unit: str = "step",
     ):
         if total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
-        self.total, self.prefix, self.width, self.every = total, prefix, width, every
+        self.total = total
         self.stream = sys.stdout if stream is None else stream
         self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.start = time.perf_counter()
-        self.last_draw = -float("inf")
         self.examples = 0
+        self.start = time.perf_counter()
+        self.bar = tqdm(
+            total=total,
+            desc=prefix,
+            file=self.stream,
+            disable=not self.enabled,
+            leave=False,  # cleared at close: the epoch's summary line follows
+            mininterval=every,
+            unit=unit,
+            dynamic_ncols=True,
+        )
 
-    def line(self, step: int, loss: float | None = None) -> str:
-        """The text drawn after ``step`` of ``total`` steps (1-based).
-
-        Example:
-            >>> ProgressBar(10, "epoch 1/3", enabled=False).line(5, loss=0.5)
-            'epoch 1/3 [##########..........] 5/10 0 ex/s 00:00 left loss 0.5000'
-        """
-        elapsed = time.perf_counter() - self.start
-        filled = self.width * step // max(self.total, 1)
-        bar = "#" * filled + "." * (self.width - filled)
-        rate = self.examples / elapsed if elapsed > 0 else 0.0
-        left = elapsed / step * (self.total - step) if step else 0.0
-        text = f"{self.prefix} [{bar}] {step}/{self.total} {rate:.0f} ex/s {_clock(left)} left"
-        return text if loss is None else f"{text} loss {loss:.4f}"
-
-    def update(self, step: int, examples: int, loss: float | None = None) -> None:
-        """Record that step ``step`` (1-based) processed ``examples`` more examples."""
+    def update(self, step: int, examples: int = 0, loss: float | None = None) -> None:
+        """Record that step ``step`` (1-based) is done and processed ``examples`` more
+        examples; ``loss`` is the running loss shown after the bar."""
         self.examples += examples
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if now - self.last_draw < self.every and step < self.total:
-            return
-        self.last_draw = now
-        print(f"\r{self.line(step, loss)}\033[K", end="", file=self.stream, flush=True)
+        fields = []
+        if self.examples:
+            elapsed = time.perf_counter() - self.start
+            fields.append(f"{self.examples / max(elapsed, 1e-9):.0f} ex/s")
+        if loss is not None:
+            fields.append(f"loss {loss:.4f}")
+        self.bar.set_postfix_str(", ".join(fields), refresh=False)
+        self.bar.update(step - self.bar.n)
+        if step >= self.total:
+            self.bar.refresh()  # the last step always shows, whatever the throttle
 
     def close(self) -> None:
         """Clear the bar's line so the next line starts clean."""
-        if self.enabled:
-            print("\r\033[K", end="", file=self.stream, flush=True)
+        self.bar.close()
 
 
 class TensorBoardLog:
@@ -91,7 +92,7 @@ class TensorBoardLog:
 
     def __init__(self, folder: str | Path):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: the tensorboard extra
         except ImportError as err:  # torch raises ImportError naming tensorboard
             raise ImportError(
                 "tensorboard: true needs the tensorboard package: pip install 'hpn[tensorboard]'"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -28,7 +30,7 @@ from hpn.training.trainer import Network, build_head, evaluate
 SPLITS = ("train", "val", "test")
 
 
-def evaluation_tag(overrides: list[str], split: str) -> str:
+def evaluation_tag(overrides: Sequence[str], split: str) -> str:
     """A file-name-safe name for an evaluation.
 
     >>> evaluation_tag(["data.options.degrade=1"], "test")
@@ -38,7 +40,7 @@ def evaluation_tag(overrides: list[str], split: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts))
 
 
-def _check(run_dir: Path, overrides: list[str], split: str) -> None:
+def _check(run_dir: Path, overrides: Sequence[str], split: str) -> None:
     for name in ("config.json", "best.pt"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
@@ -52,7 +54,10 @@ def _check(run_dir: Path, overrides: list[str], split: str) -> None:
 
 
 def evaluate_run(
-    run_dir: str | Path, overrides: list[str] = (), split: str = "test", device: str = "cpu"
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    split: str = "test",
+    device: str = "cpu",
 ) -> dict:
     """Score a finished run's ``best.pt`` on ``split`` of its data with ``data.*`` overrides.
 
@@ -83,7 +88,7 @@ def evaluate_run(
     splits = load_splits(cfg)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
-    head, _ = build_head(cfg.head, splits, backbone.out_features)
+    head, _ = build_head(cfg.head, splits, cast(int, backbone.out_features))
     net = Network(backbone, head, splits.task)
     state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
     try:

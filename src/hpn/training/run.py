@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
 import yaml
 
+from hpn.data.base import DataSplits
+from hpn.data.longtail import long_tailed
+from hpn.data.registry import load_data
+from hpn.models import build_backbone
+from hpn.training import distributed
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.trainer import train
 
@@ -53,7 +60,7 @@ def _read_yaml(name: str) -> dict:
     return data
 
 
-def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config (a file, or a packaged config by name, or the defaults when
     None) and apply ``key.sub=value`` overrides."""
     data = _read_yaml(path) if path is not None else {}
@@ -61,7 +68,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
 
 
 def resume_config(
-    out_dir: str | Path, path: str | None = None, overrides: list[str] = ()
+    out_dir: str | Path, path: str | None = None, overrides: Sequence[str] = ()
 ) -> tuple[RunConfig, dict[str, tuple]]:
     """The config of the run in ``out_dir``, with the changes a resume may make.
 
@@ -94,19 +101,15 @@ def resume_config(
     return wanted, changes
 
 
-def load_splits(cfg: RunConfig):
+def load_splits(cfg: RunConfig) -> DataSplits:
     """The data the config names; every source takes ``seed``, which defaults to the run's.
 
     ``data.task`` narrows a multi-task source to classification or regression;
     ``data.imbalance`` makes its training split long-tailed.
     """
-    from hpn.data.registry import load_data
-
     splits = load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
     splits = splits.for_task(cfg.data.task)
     if cfg.data.imbalance is not None:
-        from hpn.data.longtail import long_tailed
-
         splits = long_tailed(splits, cfg.data.imbalance, seed=cfg.seed)
     return splits
 
@@ -133,16 +136,12 @@ def check_device(device: str) -> None:
         raise ValueError(f"config device: {device!r} asked for, but MPS is not available")
 
 
-def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
+def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
     """Load the data and backbone the config names and train.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this process joins the group
     first (gloo on CPU, nccl on CUDA, one GPU per local rank) and leaves it at the end.
     """
-    import dataclasses
-
-    from hpn.training import distributed
-
     check_device(cfg.device)
     ctx, device = distributed.init_from_env(cfg.device)
     if device != cfg.device:
@@ -154,9 +153,7 @@ def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
             distributed.shutdown()
 
 
-def _run(cfg: RunConfig, resume: bool, log) -> dict:
-    from hpn.models import build_backbone
-
+def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
     splits = load_splits(cfg)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)

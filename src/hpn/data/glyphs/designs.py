@@ -3,7 +3,8 @@ designs, and the checks that keep held-out designs out of training."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _identical(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return shared, same
 
 
-def _components(n: int, pairs) -> np.ndarray:
+def _components(n: int, pairs: Iterable[tuple[Any, Any]]) -> np.ndarray:
     """(n,) int64 ids of the connected components of the pairs, numbered by first member."""
     parent = list(range(n))
 
@@ -120,7 +121,14 @@ def _near(probes: np.ndarray, drawn: np.ndarray, rows: np.ndarray) -> tuple[np.n
     return close, shared
 
 
-def _held_out(faces: list[dict], design: np.ndarray, probes, hashes, val_fonts, test_fonts):
+def _held_out(
+    faces: list[dict[str, Any]],
+    design: np.ndarray,
+    probes: np.ndarray,
+    hashes: np.ndarray,
+    val_fonts: Sequence[str],
+    test_fonts: Sequence[str],
+) -> tuple[dict[int, str], dict[int, str]]:
     """Design id -> "val" / "test" for the held-out fonts' designs, and design id -> why
     for training designs left out for rendering more than :data:`MAX_SHARED_PROBES`
     probes (nearly) like a held-out face."""
@@ -143,7 +151,7 @@ def _held_out(faces: list[dict], design: np.ndarray, probes, hashes, val_fonts, 
     held = np.flatnonzero(np.isin(design, list(role)))
     close, shared = _near(probes, hashes != 0, held)
     excluded: dict[int, str] = {}
-    for i in np.flatnonzero(~np.isin(design, list(role))):
+    for i in np.flatnonzero(~np.isin(design, list(role))).tolist():
         k = int(np.argmax(close[i]))
         if close[i, k] > MAX_SHARED_PROBES and int(design[i]) not in excluded:
             excluded[int(design[i])] = (

@@ -11,6 +11,10 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # fontTools is optional (it comes with matplotlib, the data extra)
+    from fontTools.ttLib import TTFont
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
@@ -49,7 +53,7 @@ def _face_count(path: Path) -> int:
     return int.from_bytes(head[8:12], "big") if head[:4] == b"ttcf" else 1
 
 
-def _names(font) -> tuple[str, str, list[str]]:
+def _names(font: TTFont) -> tuple[str, str, list[str]]:
     table = font["name"]
     names = set()
     for record in table.names:
@@ -94,7 +98,7 @@ def charstring_draws(code: bytes) -> bool:
     return False
 
 
-def _outline_test(font, memo: dict) -> Callable[[str], bool]:
+def _outline_test(font: TTFont, memo: dict[int, dict[str, bool]]) -> Callable[[str], bool]:
     """Glyph name -> whether the glyph has an outline (TrueType contours / a drawing CFF
     charstring); faces with neither table draw nothing. ``memo`` is shared by the faces
     of one collection, which often share one CFF table."""
@@ -125,10 +129,10 @@ def _outline_test(font, memo: dict) -> Callable[[str], bool]:
     return draws
 
 
-def _scan_file(task: tuple[str, str]) -> list[dict]:
+def _scan_file(task: tuple[str, str]) -> list[dict[str, Any]]:
     """One font file's faces: names and which of ``chars`` each draws (or an error)."""
     path, chars = task
-    memo: dict = {}
+    memo: dict[int, dict[str, bool]] = {}
     log = logging.getLogger("fontTools")
     level = log.level
     log.setLevel(logging.ERROR)  # quiet about odd timestamps and the like
@@ -141,10 +145,12 @@ def _scan_file(task: tuple[str, str]) -> list[dict]:
         log.setLevel(level)
 
 
-def _scan_face(path: str, index: int, chars: str, memo: dict) -> dict:
-    from fontTools.ttLib import TTFont
+def _scan_face(
+    path: str, index: int, chars: str, memo: dict[int, dict[str, bool]]
+) -> dict[str, Any]:
+    from fontTools.ttLib import TTFont  # optional (with matplotlib, the data extra)
 
-    face = {"path": path, "index": index, "family": "", "full": f"{path}#{index}"}
+    face: dict[str, Any] = {"path": path, "index": index, "family": "", "full": f"{path}#{index}"}
     try:
         font = TTFont(path, fontNumber=index, lazy=True)
         face["family"], face["full"], face["names"] = _names(font)
@@ -156,6 +162,6 @@ def _scan_face(path: str, index: int, chars: str, memo: dict) -> dict:
     return face
 
 
-def _matches(face: dict, patterns: Sequence[str]) -> list[str]:
+def _matches(face: dict[str, Any], patterns: Sequence[str]) -> list[str]:
     names = [n.lower() for n in face.get("names", [face["family"]])]
     return [p for p in patterns if any(p.lower() in n for n in names)]

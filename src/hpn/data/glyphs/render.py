@@ -8,9 +8,11 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -20,8 +22,16 @@ from hpn.data.glyphs.fonts import _face_count, _scan_file
 PARALLEL_MIN_GLYPHS = 20_000  # below this, worker start-up costs more than it saves
 _VERSION = 2  # bump when rendering or scanning changes, to invalidate caches
 
+if TYPE_CHECKING:  # Pillow is optional (the data extra): imported where glyphs are drawn
+    from PIL.ImageFont import FreeTypeFont
 
-def render_glyph(font, char: str, size: int) -> np.ndarray | None:
+#: One rendering job: (font file, face index, characters, image side).
+RenderTask = tuple[str, int, str, int]
+_Task = TypeVar("_Task")
+_Result = TypeVar("_Result")
+
+
+def render_glyph(font: FreeTypeFont, char: str, size: int) -> np.ndarray | None:
     """One character as a (size, size) uint8 image: ink 255 on 0, cropped to the ink,
     scaled to fit inside a margin of ``max(1, size // 16)`` pixels and centred.
 
@@ -33,9 +43,9 @@ def render_glyph(font, char: str, size: int) -> np.ndarray | None:
     Returns:
         The image, or ``None`` when the rendering holds no ink.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # optional (the data extra)
 
-    left, top, right, bottom = font.getbbox(char)
+    left, top, right, bottom = (int(v) for v in font.getbbox(char))  # ints for FreeType
     if right <= left or bottom <= top:
         return None
     canvas = Image.new("L", (right - left + 2, bottom - top + 2))
@@ -53,10 +63,10 @@ def render_glyph(font, char: str, size: int) -> np.ndarray | None:
     return np.asarray(out)
 
 
-def _render_task(task: tuple[str, int, str, int]) -> tuple[np.ndarray, np.ndarray, str | None]:
+def _render_task(task: RenderTask) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Render ``chars`` with one face: (images (n, S, S), ok (n,), error of the first
     failing glyph or None). A glyph that fails or holds no ink is not ok."""
-    from PIL import ImageFont
+    from PIL import ImageFont  # optional (the data extra)
 
     path, index, chars, size = task
     images = np.zeros((len(chars), size, size), np.uint8)
@@ -77,7 +87,9 @@ def _render_task(task: tuple[str, int, str, int]) -> tuple[np.ndarray, np.ndarra
     return images, ok, error
 
 
-def _parallel_map(function, tasks: list, workers: int) -> list:
+def _parallel_map(
+    function: Callable[[_Task], _Result], tasks: list[_Task], workers: int
+) -> list[_Result]:
     if workers <= 1 or len(tasks) <= 1:
         return [function(task) for task in tasks]
     # fork where there is one: the workers only run Pillow / fontTools (never torch), and
@@ -93,17 +105,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "hpn" / "glyphs"
 
 
-def _key(*parts) -> str:
+def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([_VERSION, *parts]).encode()).hexdigest()[:24]
 
 
-def _save(path: Path, compress: bool = False, **arrays) -> None:
+def _save(path: Path, compress: bool = False, **arrays: np.ndarray) -> None:
     """Write an .npz atomically: a temporary file in the same folder, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            (np.savez_compressed if compress else np.savez)(out, **arrays)
+            # (numpy's stub types every keyword as if it could be allow_pickle)
+            (np.savez_compressed if compress else np.savez)(out, **arrays)  # type: ignore[arg-type]
         os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
@@ -111,7 +124,7 @@ def _save(path: Path, compress: bool = False, **arrays) -> None:
         raise
 
 
-def _load(path: Path) -> dict | None:
+def _load(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -122,7 +135,9 @@ def _load(path: Path) -> dict | None:
 # --------------------------------------------------------------------------- the source
 
 
-def _scan(files: list[Path], manifest: list, chars: list[str], cache: Path, workers: int):
+def _scan(
+    files: list[Path], manifest: list[Any], chars: list[str], cache: Path, workers: int
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray, np.ndarray, bool]:
     """Every face of the files: its names (or why it is unusable), which of ``chars`` it
     draws (F, C), its probe renders (F, P, S, S) and their hashes (F, P; 0 where a face
     lacks a probe). Cached by the fonts and characters."""
@@ -134,9 +149,9 @@ def _scan(files: list[Path], manifest: list, chars: list[str], cache: Path, work
         return faces, drawn, cached["probes"], cached["hashes"], True
     text = "".join(chars)
     heavy = sum(map(_face_count, files)) * len(chars) >= PARALLEL_MIN_GLYPHS
-    tasks = [(str(f), text) for f in files]
+    scans = [(str(f), text) for f in files]
     faces = [
-        face for part in _parallel_map(_scan_file, tasks, workers if heavy else 1) for face in part
+        face for part in _parallel_map(_scan_file, scans, workers if heavy else 1) for face in part
     ]
     index = {c: n for n, c in enumerate(chars)}
     drawn = np.zeros((len(faces), len(chars)), bool)
@@ -144,7 +159,9 @@ def _scan(files: list[Path], manifest: list, chars: list[str], cache: Path, work
         drawn[row, [index[c] for c in face.pop("drawn", [])]] = True
     probes = _probe_chars(chars, drawn)
     rows = [r for r, face in enumerate(faces) if "error" not in face and drawn[r].any()]
-    tasks = [(faces[r]["path"], faces[r]["index"], "".join(probes), PROBE_SIZE) for r in rows]
+    tasks: list[RenderTask] = [
+        (faces[r]["path"], faces[r]["index"], "".join(probes), PROBE_SIZE) for r in rows
+    ]
     heavy = len(tasks) * len(probes) >= PARALLEL_MIN_GLYPHS
     images = np.zeros((len(faces), len(probes), PROBE_SIZE, PROBE_SIZE), np.uint8)
     hashes = np.zeros((len(faces), len(probes)), np.uint64)
@@ -165,7 +182,9 @@ def _scan(files: list[Path], manifest: list, chars: list[str], cache: Path, work
     return faces, drawn, images, hashes, False
 
 
-def _render(tasks: list, size: int, manifest: list, cache: Path, workers: int):
+def _render(
+    tasks: list[RenderTask], size: int, manifest: list[Any], cache: Path, workers: int
+) -> tuple[np.ndarray, np.ndarray, Path, bool]:
     """Images of the (path, index, chars, size) tasks, concatenated, with an ok mask;
     cached by the fonts, the tasks and the size."""
     path = cache / f"render-{_key(manifest, tasks, size)}.npz"

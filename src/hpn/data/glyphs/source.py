@@ -7,9 +7,10 @@ import importlib.util
 import os
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,12 @@ HELD_OUT_FONTS = {
 }
 
 
-def _default_held_out(spec, chars: list[str], val_fonts, test_fonts) -> tuple[list, list]:
+def _default_held_out(
+    spec: object,
+    chars: list[str],
+    val_fonts: Sequence[str] | None,
+    test_fonts: Sequence[str] | None,
+) -> tuple[list[str], list[str]]:
     if val_fonts is None or test_fonts is None:
         points = [ord(c) for c in chars]
         for name, (first, last) in CHARACTER_SETS.items():
@@ -157,7 +163,9 @@ def load_glyphs(
     return DataSplits(train, val, test, "classification", (1, size, size), k, classes, info)
 
 
-def _check_options(characters, num_classes, min_train_fonts, size, degrade) -> list[str]:
+def _check_options(
+    characters: str, num_classes: int | None, min_train_fonts: int, size: int, degrade: float
+) -> list[str]:
     """The characters of the spec, after checking the libraries and the numeric options."""
     for module in ("fontTools", "PIL"):
         if importlib.util.find_spec(module) is None:
@@ -180,17 +188,18 @@ def _check_options(characters, num_classes, min_train_fonts, size, degrade) -> l
 class _Designs:
     """The usable faces of the fonts and how they group (see the package notes)."""
 
-    faces: list[dict]  # F faces: path, index, names
+    faces: list[dict[str, Any]]  # F faces: path, index, names
     drawn: np.ndarray  # (F, C) bool: the characters each face draws
     probes: np.ndarray  # (F, P, S, S) uint8 probe renders
     hashes: np.ndarray  # (F, P) uint64 hashes of the probe renders, 0 where not drawn
     clone: np.ndarray  # (F,) clone group of each face
     design: np.ndarray  # (F,) design of each face
     total: int  # faces in the files, usable or not
-    skipped: list[dict]  # faces that cannot be read or rendered
+    skipped: list[dict[str, Any]]  # faces that cannot be read or rendered
     scan_hit: bool  # the scan came from the cache
-    role: dict[int, str] | None = None  # held-out design -> "val" / "test"
-    excluded: dict[int, str] | None = None  # training design left out -> why
+    # both filled by _held_out once the held-out fonts are known:
+    role: dict[int, str] = field(default_factory=dict)  # held-out design -> "val" / "test"
+    excluded: dict[int, str] = field(default_factory=dict)  # training design left out -> why
 
     @property
     def designs(self) -> list[int]:
@@ -201,7 +210,9 @@ class _Designs:
         return [d for d in self.designs if d not in self.role and d not in self.excluded]
 
 
-def _font_files(font_dirs) -> tuple[list[str], list[Path], list[tuple]]:
+def _font_files(
+    font_dirs: Sequence[str | os.PathLike] | None,
+) -> tuple[list[str], list[Path], list[tuple[str, int, int]]]:
     """The folders searched, the font files found there and their (path, size, mtime)."""
     dirs = [str(Path(d).expanduser()) for d in (font_dirs if font_dirs is not None else FONT_DIRS)]
     files = find_font_files(dirs)
@@ -213,7 +224,16 @@ def _font_files(font_dirs) -> tuple[list[str], list[Path], list[tuple]]:
     return dirs, files, [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
 
 
-def _find_designs(files, manifest, chars, cache, workers, exclude_fonts, spec, dirs) -> _Designs:
+def _find_designs(
+    files: list[Path],
+    manifest: list[tuple[str, int, int]],
+    chars: list[str],
+    cache: Path,
+    workers: int,
+    exclude_fonts: Sequence[str],
+    spec: str,
+    dirs: list[str],
+) -> _Designs:
     """Scan the faces (warning about the unusable ones), keep those that draw any of
     ``chars`` and are not excluded, and group them into clones and designs."""
     faces, drawn, probes, hashes, scan_hit = _scan(files, manifest, chars, cache, workers)
@@ -240,7 +260,9 @@ def _available_cpus() -> int:
     return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
-def _candidates(found: _Designs, held_out: list[str], min_train_fonts: int, k, spec) -> np.ndarray:
+def _candidates(
+    found: _Designs, held_out: list[str], min_train_fonts: int, k: int | None, spec: str
+) -> np.ndarray:
     """Indices of the characters drawn by >= ``min_train_fonts`` training designs and by
     every held-out font; refused if there are fewer than ``k`` (or none)."""
     count = np.zeros(found.drawn.shape[1], np.int64)
@@ -273,7 +295,15 @@ class _Renders:
     cache_hit: bool
 
 
-def _render_classes(found: _Designs, picked, classes, size, manifest, cache, workers) -> _Renders:
+def _render_classes(
+    found: _Designs,
+    picked: np.ndarray,
+    classes: list[str],
+    size: int,
+    manifest: list[tuple[str, int, int]],
+    cache: Path,
+    workers: int,
+) -> _Renders:
     """Render each class once per clone group, with the group's first face that draws it;
     mark every image with its split, and drop copies of held-out images and repeats."""
     clone, design = found.clone, found.design
@@ -318,14 +348,15 @@ def _dataset(made: _Renders, name: str, degrade: float, seed: int) -> TensorData
     return TensorDataset(x, {"label": torch.from_numpy(made.labels[rows])})
 
 
-def _design_lists(found: _Designs) -> dict:
+def _design_lists(found: _Designs) -> dict[str, Any]:
     """Family name -> clone groups (weights, widths) of the training, validation, test and
     left-out designs."""
     design, clone = found.design, found.clone
     title = {d: found.faces[int(np.flatnonzero(design == d)[0])]["family"] for d in found.designs}
 
-    def listing(chosen) -> dict[str, int]:
-        return {title[d]: len(np.unique(clone[design == d])) for d in sorted(chosen, key=title.get)}
+    def listing(chosen: Iterable[int]) -> dict[str, int]:
+        ordered = sorted(chosen, key=title.__getitem__)
+        return {title[d]: len(np.unique(clone[design == d])) for d in ordered}
 
     return {
         "train": listing(found.train_designs),
@@ -335,7 +366,7 @@ def _design_lists(found: _Designs) -> dict:
     }
 
 
-def _font_counts(found: _Designs, files: int) -> dict:
+def _font_counts(found: _Designs, files: int) -> dict[str, Any]:
     return {
         "files": files,
         "faces": found.total,
@@ -344,7 +375,14 @@ def _font_counts(found: _Designs, files: int) -> dict:
     }
 
 
-def _describe(found: _Designs, made: _Renders, splits, k: int, augment: bool, degrade) -> dict:
+def _describe(
+    found: _Designs,
+    made: _Renders,
+    splits: list[TensorDataset],
+    k: int,
+    augment: bool,
+    degrade: float,
+) -> dict[str, Any]:
     """The ``info`` entries about designs, counts, removals, the transform, renders and
     caches."""
     per_class = np.bincount(made.labels[made.split == "train"], minlength=k)
