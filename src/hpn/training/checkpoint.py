@@ -161,7 +161,7 @@ def set_rng_state(state: dict) -> None:
 
 
 @dataclass
-class Progress:
+class RunState:
     """Where a run stands after an epoch: what ``last.pt`` holds besides the state dicts.
 
     Attributes:
@@ -182,27 +182,27 @@ def save_last(
     net: nn.Module,
     opt: torch.optim.Optimizer,
     sched: LRScheduler,
-    progress: Progress,
+    run: RunState,
     world: int,
 ) -> None:
     """Write ``folder/last.pt``: everything a resume needs, with the random state of now."""
-    state = {
+    checkpoint = {
         "model": net.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "rng": rng_state(),
-        "epoch": progress.epoch,
-        "best": progress.best,
-        "best_epoch": progress.best_epoch,
-        "rows": progress.rows,
+        "epoch": run.epoch,
+        "best": run.best,
+        "best_epoch": run.best_epoch,
+        "rows": run.rows,
         "world_size": world,
     }
-    atomic_torch_save(folder / LAST, state)
+    atomic_torch_save(folder / LAST, checkpoint)
 
 
 def load_last(
     folder: Path, net: nn.Module, opt: torch.optim.Optimizer, sched: LRScheduler, device: str
-) -> Progress:
+) -> RunState:
     """Load ``folder/last.pt`` into the model, optimiser and schedule, restore the random
     state, and return where the run stood."""
     state = torch.load(folder / LAST, weights_only=False, map_location=device)
@@ -212,7 +212,7 @@ def load_last(
     set_rng_state(state["rng"])
     start = state["epoch"] + 1
     # checkpoints of older versions have no best_epoch: patience counts from the resume
-    return Progress(state["epoch"], state["best"], state.get("best_epoch", start), state["rows"])
+    return RunState(state["epoch"], state["best"], state.get("best_epoch", start), state["rows"])
 
 
 def save_best(folder: Path, net: nn.Module, epoch: int) -> None:

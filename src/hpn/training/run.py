@@ -31,8 +31,8 @@ from hpn.data.registry import load_data
 from hpn.models import build_backbone
 from hpn.training import distributed as dist_
 from hpn.training.checkpoint import (
-    Progress,
     RunLock,
+    RunState,
     load_best,
     load_last,
     save_best,
@@ -233,6 +233,7 @@ def _train(
     log,
     ctx: dist_.Context,
 ) -> dict:
+    """:func:`train` inside the run folder's lock (rank 0) with ``log`` silenced elsewhere."""
     out = Path(cfg.out_dir)
     _check_folder(out, resume)
     check_finite_inputs(splits)
@@ -244,11 +245,13 @@ def _train(
     column, higher = _select(splits.task, cfg.select_metric)
     recorder = Recorder(out, active=ctx.main, tensorboard=cfg.tensorboard)
     if resume:
-        progress = load_last(out, net, opt, sched, cfg.device)
+        state = load_last(out, net, opt, sched, cfg.device)
         fit_schedule(sched, cfg.optim.schedule, cfg.optim.epochs)
-        start, rows = progress.epoch + 1, progress.rows
-        watch = Watch(higher, cfg.optim.patience, best=progress.best,
-                      best_epoch=progress.best_epoch, stale=start - progress.best_epoch)  # fmt: skip
+        start, rows = state.epoch + 1, state.rows
+        stale = start - state.best_epoch  # epochs since the best one
+        watch = Watch(
+            higher, cfg.optim.patience, best=state.best, best_epoch=state.best_epoch, stale=stale
+        )
         recorder.resumed(cfg, start)
         log(f"resumed {out} at epoch {start}")
     else:
@@ -266,8 +269,8 @@ def _train(
             save_best(out, net, epoch)
         recorder.metrics(rows)
         if ctx.main:
-            progress = Progress(epoch, watch.best, watch.best_epoch, rows)
-            save_last(out, net, opt, sched, progress, ctx.world)
+            state = RunState(epoch, watch.best, watch.best_epoch, rows)
+            save_last(out, net, opt, sched, state, ctx.world)
         dist_.barrier(ctx)  # no rank runs ahead of the checkpoint it may resume from
         recorder.board_epoch(row)
         log(_epoch_line(row, cfg.optim.epochs))
