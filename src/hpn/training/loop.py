@@ -141,6 +141,7 @@ def train_epoch(
     ctx = ctx or dist_.Context()
     if ctx.distributed and (global_sizes is None or penalty is not None):
         raise ValueError("under DDP train_epoch needs global_sizes and takes no penalty")
+    sizes: Sequence[int] = global_sizes or ()
     # bf16 autocast: matmuls and convolutions in bfloat16, the losses in float32
     # (hpn.functional upcasts); no gradient scaling is needed for bfloat16
     autocast = (
@@ -158,7 +159,7 @@ def train_epoch(
         with autocast:
             if ctx.distributed:
                 summed = _weighted(batch_loss, batch, "sum")
-                per = global_sizes[step] if reduction == "mean" else 1
+                per = sizes[step] if reduction == "mean" else 1
                 loss, batch_sum = summed * (ctx.world / per), float(summed.detach())
             else:
                 loss = _weighted(batch_loss, batch, reduction)

@@ -23,7 +23,6 @@ import io
 import json
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,32 +137,35 @@ class Recorder:
             log(f"plots skipped: {err}")
 
 
-def _sphere_parts(head: nn.Module) -> tuple[Callable, torch.Tensor] | None:
+def _sphere_parts(head: nn.Module) -> tuple[nn.Module, torch.Tensor] | None:
     """(projection to S^2, (K, 3) prototypes) of a head whose output space is S^2."""
     if isinstance(head, PrototypeClassifier) and head.dims == 3:
-        return head.proj, head.prototypes
+        return head.proj, torch.as_tensor(head.prototypes)
     if isinstance(head, MultiTaskHead) and head.dims == 3:
-        p = head.classifier.prototypes
+        p = torch.as_tensor(head.classifier.prototypes)
         return head.proj, torch.cat([torch.zeros(len(p), 1, device=p.device), p], dim=1)
     return None
 
 
 @torch.no_grad()
-def sphere_outputs(net: nn.Module, data: Dataset, batch_size: int, device: str):
+def sphere_outputs(
+    net: nn.Module, data: Dataset, batch_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(outputs (N, 3), labels (N,), prototypes (K, 3)) as numpy arrays when the head's
-    output space is S^2, else None. ``net`` has ``backbone`` and ``head``."""
-    parts = _sphere_parts(net.head)
+    output space is S^2, else None. ``net`` has ``backbone`` and ``head``; ``data`` is sized
+    and yields ``label`` targets."""
+    head, backbone = net.get_submodule("head"), net.get_submodule("backbone")
+    parts = _sphere_parts(head)
     if parts is None:
         return None
     project, protos3 = parts
     net.eval()
     outs, labels = [], []
-    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):
-        outs.append(project(net.backbone(x.to(device))).cpu())
+    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):  # type: ignore[arg-type]
+        outs.append(project(backbone(x.to(device))).cpu())
         labels.append(targets["label"])
-    outs, protos3 = torch.cat(outs), protos3.cpu()
-    if isinstance(
-        net.head, MultiTaskHead
-    ):  # draw the regression axis (axis 0) as z, like the paper
-        outs, protos3 = outs[:, [1, 2, 0]], protos3[:, [1, 2, 0]]
-    return outs.numpy(), torch.cat(labels).numpy(), protos3.numpy()
+    z, protos3 = torch.cat(outs), protos3.cpu()
+    if isinstance(head, MultiTaskHead):
+        # draw the regression axis (axis 0) as z, like the paper
+        z, protos3 = z[:, [1, 2, 0]], protos3[:, [1, 2, 0]]
+    return z.numpy(), torch.cat(labels).numpy(), protos3.numpy()
