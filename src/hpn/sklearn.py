@@ -64,8 +64,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from hpn import prototypes as _protos
 from hpn.assignment import CLASS_INFORMED
 from hpn.data.base import in_batches, training_batches
-from hpn.functional import regression_bounds, unit
+from hpn.functional import regression_bounds
 from hpn.heads import PrototypeClassifier, PrototypeRegressor
+from hpn.training.loop import Batch, NonFiniteLoss, Watch, initial_assignment, reassign, train_epoch
 
 __all__ = ["ACTIVATIONS", "HPNClassifier", "HPNRegressor", "default_prototype_dims"]
 
@@ -280,14 +281,9 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
             return self._train_loop(X, target, make_head, seed, stratify, sizes, weight)
 
     def _train_loop(self, X, target, make_head, seed, stratify, sizes, weight=None):
-        X_train, target_train, w_train = X, target, weight
-        X_val = target_val = w_val = None
-        if self.early_stopping:
-            idx_train, idx_val = self._split(len(X), seed, stratify)
-            X_train, target_train = X[idx_train], target[idx_train]
-            X_val, target_val = X[idx_val], target[idx_val]
-            if weight is not None:
-                w_train, w_val = weight[idx_train], weight[idx_val]
+        (X_train, target_train, w_train), validation = self._holdout(
+            X, target, weight, seed, stratify
+        )
         if w_train is not None:
             w_train = torch.as_tensor(w_train / w_train.mean(), dtype=torch.float32)
         # Initialise from the seed without touching the caller's global torch RNG.
@@ -297,71 +293,53 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=float(self.learning_rate_init))
         xs = torch.tensor(X_train, dtype=torch.float32)  # a copy: X may be read-only
-        n = len(xs)
-        batch = min(int(self.batch_size), n)
-        alpha, tol = float(self.alpha), float(self.tol)
+        batch = min(int(self.batch_size), len(xs))
 
         self.loss_curve_: list[float] = []
         self.validation_scores_: list[float] | None = [] if self.early_stopping else None
         self.best_validation_score_: float | None = None
         self.best_loss_: float | None = None
-        best = -np.inf if self.early_stopping else np.inf
+        # As MLPClassifier: progress is a validation score up by tol, or a loss down by tol.
+        watch = Watch(
+            higher=bool(self.early_stopping),
+            patience=int(self.n_iter_no_change),
+            tol=float(self.tol),
+            inclusive=True,
+        )
         best_state = None
-        no_improvement = 0
-        converged = False
         model.train()
         self._before_training(model, xs, target_train)
         for epoch in range(int(self.max_iter)):
-            order = torch.randperm(n, generator=generator)
-            total = 0.0
-            for rows in training_batches(order, batch):  # no batch of one (batch norm)
-                optimizer.zero_grad(set_to_none=True)
-                batch_weight = None if w_train is None else w_train[rows]
-                loss = model.loss(xs[rows], target_train[rows], batch_weight)
-                if alpha:
-                    # As MLPClassifier: 0.5 * alpha * ||W||^2 divided by the batch size.
-                    loss = loss + 0.5 * alpha * model.squared_weights() / len(rows)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(rows)
-            epoch_loss = total / n
-            if not np.isfinite(epoch_loss):
-                raise ValueError(
-                    f"{type(self).__name__}: the training loss became {epoch_loss} at epoch "
-                    f"{epoch + 1}; lower learning_rate_init or scale the inputs"
-                )
+            order = torch.randperm(len(xs), generator=generator)
+            batches = (
+                Batch(xs[rows], target_train[rows], None if w_train is None else w_train[rows])
+                for rows in training_batches(order, batch)  # no batch of one (batch norm)
+            )
+            epoch_loss = self._epoch(model, batches, optimizer, epoch)
             self.loss_curve_.append(epoch_loss)
             if self.early_stopping:
-                self.model_ = model
-                score = float(self.score(X_val, self._decode(target_val), sample_weight=w_val))
-                if np.isnan(score):  # R^2 of a single held-out row
-                    score = -np.inf
-                model.train()
+                score = self._validation_score(model, *validation)
                 self.validation_scores_.append(score)
-                no_improvement = 0 if score >= best + tol else no_improvement + 1
-                if score > best:
-                    best = score
+                if watch.update(score, epoch + 1):
                     best_state = copy.deepcopy(model.state_dict())
             else:
-                no_improvement = 0 if epoch_loss <= best - tol else no_improvement + 1
-                best = min(best, epoch_loss)
+                watch.update(epoch_loss, epoch + 1)
             self._after_epoch(model)
             if self.verbose:
                 extra = f", validation score = {score:.6f}" if self.early_stopping else ""
                 print(f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}{extra}")
-            if no_improvement >= self.n_iter_no_change:
-                converged = True
+            if watch.exhausted:
                 if self.verbose:
                     print(f"No improvement for {self.n_iter_no_change} consecutive epochs.")
                 break
         self.n_iter_ = epoch + 1
         if self.early_stopping:
-            self.best_validation_score_ = float(best)
+            self.best_validation_score_ = float(watch.best)
             if best_state is not None:
                 model.load_state_dict(best_state)
         else:
-            self.best_loss_ = float(best)
-        if not converged:
+            self.best_loss_ = float(watch.best)
+        if not watch.exhausted:
             warnings.warn(
                 f"{type(self).__name__}: max_iter={self.max_iter} reached and the optimisation "
                 "hasn't converged yet.",
@@ -371,6 +349,46 @@ class _BaseHPN(BaseEstimator, metaclass=ABCMeta):
         model.eval()
         self.model_ = model
         return self
+
+    def _epoch(self, model: _Network, batches, optimizer, epoch: int) -> float:
+        """One epoch of :func:`hpn.training.loop.train_epoch`; returns the mean training
+        loss (with the L2 term)."""
+        alpha = float(self.alpha)
+
+        def batch_loss(x, target, reduction):
+            return model.head.loss(model.body(x), target, reduction=reduction)
+
+        def penalty(n):  # as MLPClassifier: 0.5 * alpha * ||W||^2 divided by the batch size
+            return 0.5 * alpha * model.squared_weights() / n
+
+        try:
+            loss = train_epoch(
+                batches, batch_loss, optimizer, penalty=penalty if alpha else None, epoch=epoch
+            )
+        except NonFiniteLoss as err:
+            raise ValueError(
+                f"{type(self).__name__}: the training loss became {err.value} at epoch "
+                f"{epoch + 1}; lower learning_rate_init or scale the inputs"
+            ) from None
+        return loss.mean
+
+    def _holdout(self, X, target, weight, seed: int, stratify) -> tuple[tuple, tuple]:
+        """``((X, target, weight) to train on, (X, target, weight) to validate on)``: all
+        rows and no validation without early stopping (weights may be None)."""
+        if not self.early_stopping:
+            return (X, target, weight), (None, None, None)
+        idx_train, idx_val = self._split(len(X), seed, stratify)
+        w_train = w_val = None
+        if weight is not None:
+            w_train, w_val = weight[idx_train], weight[idx_val]
+        return (X[idx_train], target[idx_train], w_train), (X[idx_val], target[idx_val], w_val)
+
+    def _validation_score(self, model: _Network, X_val, target_val, w_val) -> float:
+        """``score`` on the held-out rows (-inf where undefined); leaves the model training."""
+        self.model_ = model
+        score = float(self.score(X_val, self._decode(target_val), sample_weight=w_val))
+        model.train()
+        return -np.inf if np.isnan(score) else score  # NaN: R^2 of a single held-out row
 
     def _split(self, n: int, seed: int, stratify) -> tuple[np.ndarray, np.ndarray]:
         """Train / validation indices; stratified where every class can be in both parts.
@@ -702,18 +720,16 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             return
         # As `hpn train`'s head.assignment_init: eval mode, so neither dropout nor the batch
         # norm statistics see this pass.
-        from hpn.prototypes.data_prior import class_means
-
         model.eval()
         chunks = in_batches(range(len(x)), _PREDICT_CHUNK)
-        outputs = ((unit(model.head.proj(model.body(x[r]))), target[r]) for r in chunks)
-        means, counts = class_means(outputs, model.head.num_classes)
-        model.head.initial_reassign(means, counts > 0)
+        initial_assignment(
+            model.head, ((model.head.proj(model.body(x[r])), target[r]) for r in chunks)
+        )
         model.train()
 
     def _after_epoch(self, model) -> None:
         if self.assignment == "dynamic":
-            model.head.reassign()
+            reassign(model.head)
 
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         return self.classes_[target.numpy()]

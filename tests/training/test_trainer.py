@@ -362,7 +362,8 @@ def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tm
     import itertools
 
     from hpn.functional import unit
-    from hpn.training.trainer import _seed_everything, build_head
+    from hpn.training.checkpoint import seed_everything
+    from hpn.training.trainer import build_head
 
     splits = _splits()
     head = {"kind": "prototype", "dims": 2, "assignment": "dynamic", "assignment_every": 2}
@@ -372,7 +373,7 @@ def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tm
     untrained = copy.deepcopy(backbone).eval()
     train(cfg, splits, backbone, log=lambda *_: None)
 
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     ref_head, _ = build_head(cfg.head, splits, backbone.out_features)
     x, y = splits.train.inputs, splits.train.targets["label"]
     with torch.no_grad():

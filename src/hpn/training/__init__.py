@@ -1,7 +1,8 @@
 """Configs, the training loop, checkpoints and resume."""
 
 from hpn.training.config import RunConfig, apply_overrides, from_dict
-from hpn.training.trainer import Network, build_head, evaluate, train
+from hpn.training.run import train
+from hpn.training.trainer import Network, build_head, evaluate
 
 __all__ = [
     "Network",

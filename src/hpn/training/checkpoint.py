@@ -1,4 +1,9 @@
-"""Run-folder ownership: one live run per folder.
+"""The state of a run that survives the process: checkpoints, random state, the folder lock.
+
+``last.pt`` (every epoch) holds the model, optimiser, schedule, random state, epoch, best
+validation score and the metrics rows so far, so ``--resume`` continues exactly where the run
+stopped; ``best.pt`` holds the model of the best validation epoch. Both are written
+atomically (:func:`hpn.files.atomic_torch_save`): a killed run leaves the previous file.
 
 A run takes ``out_dir/run.lock`` before it reads or writes anything there and drops it when it
 ends. The lock file is created exclusively (``O_CREAT | O_EXCL``) and holds the owner's host
@@ -10,11 +15,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from hpn.files import atomic_torch_save
+
 LOCK_NAME = "run.lock"
+LAST, BEST = "last.pt", "best.pt"
 
 
 class RunFolderBusy(ValueError):
@@ -114,3 +129,99 @@ class RunLock:
             self._held = False
             if self._created_folder and not any(self.folder.iterdir()):
                 self.folder.rmdir()  # a run refused before it wrote anything leaves no folder
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (the order matters for resumes)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """The global generators' state: torch, numpy, Python, and CUDA's when in use."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what resumes
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout masks drawn on the GPU
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    # a checkpoint loaded with map_location="cuda" moves these byte tensors to the GPU too
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+
+
+@dataclass
+class RunState:
+    """Where a run stands after an epoch: what ``last.pt`` holds besides the state dicts.
+
+    Attributes:
+        epoch: the last finished epoch, 0-based.
+        best: the best validation score so far.
+        best_epoch: the 1-based epoch that reached it.
+        rows: the metrics rows of every epoch so far (``metrics.csv``).
+    """
+
+    epoch: int
+    best: float
+    best_epoch: int
+    rows: list[dict]
+
+
+def save_last(
+    folder: Path,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: LRScheduler,
+    run: RunState,
+    world: int,
+) -> None:
+    """Write ``folder/last.pt``: everything a resume needs, with the random state of now."""
+    checkpoint = {
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": rng_state(),
+        "epoch": run.epoch,
+        "best": run.best,
+        "best_epoch": run.best_epoch,
+        "rows": run.rows,
+        "world_size": world,
+    }
+    atomic_torch_save(folder / LAST, checkpoint)
+
+
+def load_last(
+    folder: Path, net: nn.Module, opt: torch.optim.Optimizer, sched: LRScheduler, device: str
+) -> RunState:
+    """Load ``folder/last.pt`` into the model, optimiser and schedule, restore the random
+    state, and return where the run stood."""
+    state = torch.load(folder / LAST, weights_only=False, map_location=device)
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    start = state["epoch"] + 1
+    # checkpoints of older versions have no best_epoch: patience counts from the resume
+    return RunState(state["epoch"], state["best"], state.get("best_epoch", start), state["rows"])
+
+
+def save_best(folder: Path, net: nn.Module, epoch: int) -> None:
+    """Write ``folder/best.pt``: the model of the best validation epoch (0-based ``epoch``)."""
+    atomic_torch_save(folder / BEST, {"model": net.state_dict(), "epoch": epoch})
+
+
+def load_best(folder: Path, net: nn.Module, device: str) -> int:
+    """Load ``folder/best.pt`` into ``net``; returns its 0-based epoch."""
+    state = torch.load(folder / BEST, weights_only=False, map_location=device)
+    net.load_state_dict(state["model"])
+    return int(state["epoch"])

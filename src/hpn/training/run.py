@@ -1,23 +1,58 @@
-"""From a config file to a finished run: the layer that knows about YAML, data and models."""
+"""From a config file to a finished run: config -> data -> model -> loop -> run folder.
+
+The layer that knows about YAML, data sources and backbones. :func:`run` loads what a config
+names and calls :func:`train`, which seeds everything, builds the head and optimiser, resumes
+or starts the run folder, runs the epochs through :func:`hpn.training.loop.train_epoch`,
+keeps the best validation epoch (:class:`hpn.training.loop.Watch`) and evaluates it on the test
+split once, at the end.
+
+A run folder holds ``config.json`` (resolved config), ``versions.json``, ``metrics.csv`` (one
+row per epoch), ``last.pt`` (every epoch) and ``best.pt`` (best validation epoch), all written
+atomically, and ``results.json`` with the test metrics of the best-validation model
+(:mod:`hpn.training.recorder`, :mod:`hpn.training.checkpoint`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
 import yaml
+from torch import nn
 
-from hpn.data.base import DataSplits
-from hpn.data.longtail import long_tailed
+from hpn.data.base import DataSplits, in_batches, iterate_batches
+from hpn.data.longtail import group_accuracy, long_tailed
 from hpn.data.registry import load_data
 from hpn.models import build_backbone
-from hpn.training import distributed
+from hpn.training import distributed as dist_
+from hpn.training.checkpoint import (
+    RunLock,
+    RunState,
+    load_best,
+    load_last,
+    save_best,
+    save_last,
+    seed_everything,
+)
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
-from hpn.training.trainer import train
+from hpn.training.loop import (
+    Batch,
+    Watch,
+    initial_assignment,
+    prototype_classifier,
+    reassign,
+    train_epoch,
+)
+from hpn.training.progress import ProgressBar
+from hpn.training.recorder import Recorder
+from hpn.training.schedule import fit_schedule, make_optimizer, make_scheduler
+from hpn.training.trainer import Network, build_head, evaluate
 
 #: Keys that may change when a run resumes; any other difference from the saved config is an
 #: error. More epochs stretch the learning-rate schedule to the new length from where it is.
@@ -143,14 +178,14 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     first (gloo on CPU, nccl on CUDA, one GPU per local rank) and leaves it at the end.
     """
     check_device(cfg.device)
-    ctx, device = distributed.init_from_env(cfg.device)
+    ctx, device = dist_.init_from_env(cfg.device)
     if device != cfg.device:
         cfg = dataclasses.replace(cfg, device=device)
     try:
         return _run(cfg, resume, log)
     finally:
         if ctx.distributed:
-            distributed.shutdown()
+            dist_.shutdown()
 
 
 def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
@@ -158,3 +193,273 @@ def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
     return train(cfg, splits, backbone, resume=resume, log=log)
+
+
+def _silent(*_args) -> None:
+    """The log of ranks other than 0."""
+
+
+def train(
+    cfg: RunConfig,
+    splits: DataSplits,
+    backbone: nn.Module,
+    resume: bool = False,
+    log=print,
+) -> dict:
+    """Train ``backbone`` + the configured head on ``splits``; returns the results dict.
+
+    Args:
+        cfg: the run configuration (``out_dir`` is the run folder).
+        splits: the data.
+        backbone: a module mapping inputs to (N, out_features) features.
+        resume: continue from ``out_dir/last.pt``; without it an existing checkpoint is an
+            error, so a finished or interrupted run is never overwritten by accident.
+        log: where progress lines go (rank 0 only under a process group).
+
+    Under ``torch.distributed`` (see :mod:`hpn.training.distributed`) every rank calls this
+    with the same config; the network is wrapped in ``DistributedDataParallel``, each global
+    batch is split across ranks, metrics are reduced and only rank 0 writes.
+    """
+    ctx = dist_.context()
+    lock = RunLock(cfg.out_dir) if ctx.main else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, splits, backbone, resume, log if ctx.main else _silent, ctx)
+
+
+def _train(
+    cfg: RunConfig,
+    splits: DataSplits,
+    backbone: nn.Module,
+    resume: bool,
+    log,
+    ctx: dist_.Context,
+) -> dict:
+    """:func:`train` inside the run folder's lock (rank 0) with ``log`` silenced elsewhere."""
+    out = Path(cfg.out_dir)
+    _check_folder(out, resume)
+    check_finite_inputs(splits)
+    seed_everything(cfg.seed)
+    head, head_info = build_head(cfg.head, splits, backbone.out_features)
+    net = Network(backbone, head, splits.task).to(cfg.device)
+    opt = make_optimizer((p for p in net.parameters() if p.requires_grad), cfg.optim)
+    sched = make_scheduler(opt, cfg.optim.schedule, cfg.optim.epochs)
+    column, higher = _select(splits.task, cfg.select_metric)
+    recorder = Recorder(out, active=ctx.main, tensorboard=cfg.tensorboard)
+    if resume:
+        state = load_last(out, net, opt, sched, cfg.device)
+        fit_schedule(sched, cfg.optim.schedule, cfg.optim.epochs)
+        start, rows = state.epoch + 1, state.rows
+        stale = start - state.best_epoch  # epochs since the best one
+        watch = Watch(
+            higher, cfg.optim.patience, best=state.best, best_epoch=state.best_epoch, stale=stale
+        )
+        recorder.resumed(cfg, start)
+        log(f"resumed {out} at epoch {start}")
+    else:
+        _first_assignment(net, splits, cfg, head_info, ctx, log)
+        recorder.start(cfg, head_info, ctx.world)
+        start, rows, watch = 0, [], Watch(higher, cfg.optim.patience)
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward
+    model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
+    for epoch in range(start, cfg.optim.epochs):
+        if watch.exhausted:
+            break  # stopped early; a resumed run that had stopped stays stopped
+        row = _epoch(cfg, splits, net, model, opt, sched, epoch, ctx)
+        rows.append(row)
+        if watch.update(row[column], epoch + 1) and ctx.main:
+            save_best(out, net, epoch)
+        recorder.metrics(rows)
+        if ctx.main:
+            state = RunState(epoch, watch.best, watch.best_epoch, rows)
+            save_last(out, net, opt, sched, state, ctx.world)
+        dist_.barrier(ctx)  # no rank runs ahead of the checkpoint it may resume from
+        recorder.board_epoch(row)
+        log(_epoch_line(row, cfg.optim.epochs))
+    recorder.close()
+    return _finish(cfg, splits, net, rows, column, recorder, ctx, log)
+
+
+def _check_folder(out: Path, resume: bool) -> None:
+    """A new run needs a folder without a run; a resume needs one."""
+    last = out / "last.pt"
+    if last.exists() and not resume:
+        raise ValueError(
+            f"{out} already holds a run (last.pt); pass --resume or choose another out_dir"
+        )
+    if resume and not last.exists():
+        raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+
+
+def _first_assignment(
+    net: Network, splits: DataSplits, cfg: RunConfig, head_info: dict, ctx: dist_.Context, log
+) -> None:
+    """Match classes to prototypes from the untrained network when the head asks for it.
+
+    One pass over this rank's share of the training split in eval mode (no dropout, batch
+    norm untouched, no random numbers drawn); ``head_info`` records how many classes moved.
+    """
+    cls = prototype_classifier(net.head)
+    if not head_info.get("assignment", {}).get("init") or cls is None or cls.assignment is None:
+        return
+    was_training = net.training
+    net.eval()
+    mine = range(ctx.rank, len(splits.train), ctx.world)
+    batches = iterate_batches(splits.train, in_batches(mine, cfg.optim.batch_size))
+
+    def outputs():
+        for x, targets in batches:
+            z = net.head.proj(net.backbone(x.to(cfg.device)))
+            # multi-task: the class part of the shared output
+            yield (z if cls is net.head else z[:, 1:]), targets["label"]
+
+    moved = initial_assignment(cls, outputs(), ctx)
+    net.train(was_training)
+    head_info["assignment"]["initial_reassigned"] = moved
+    log(f"initial assignment from the untrained network: {moved} classes moved")
+
+
+def _epoch(
+    cfg: RunConfig,
+    splits: DataSplits,
+    net: Network,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    ctx: dist_.Context,
+) -> dict:
+    """Train one epoch (``model`` is ``net``, or ``net`` wrapped by DDP), step the schedule,
+    re-assign if due, validate; returns the epoch's metrics row."""
+    oc = cfg.optim
+    net.train()
+    tic = time.perf_counter()
+    # the same order on every rank and after a resume: a generator seeded by (seed, epoch)
+    order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    permutation = torch.randperm(len(splits.train), generator=order)
+    parts, global_sizes = dist_.shard_batches(permutation, oc.batch_size, ctx)
+    bar = ProgressBar(
+        len(parts), f"epoch {epoch + 1}/{oc.epochs}", enabled=None if ctx.main else False
+    )
+    loss = train_epoch(
+        (Batch(x, targets) for x, targets in iterate_batches(splits.train, parts)),
+        model if ctx.distributed else net.loss,
+        opt,
+        reduction=cfg.head.reduction,
+        device=cfg.device,
+        bf16=cfg.precision == "bf16",
+        ctx=ctx,
+        global_sizes=global_sizes,
+        on_step=bar.update,
+        epoch=epoch,
+    )
+    bar.close()
+    sched.step()
+    reassigned = None
+    if cfg.head.assignment == "dynamic" and (epoch + 1) % cfg.head.assignment_every == 0:
+        reassigned = reassign(net.head, ctx)
+    seconds = time.perf_counter() - tic
+    dist_.broadcast_buffers(net, ctx)  # e.g. BatchNorm statistics: rank 0's everywhere
+    val = evaluate(net, splits.val, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": loss.mean,
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "val_mae": val.mae,
+        "val_macro_f1": val.macro_f1,
+        "lr": opt.param_groups[0]["lr"],
+        "seconds": round(seconds, 3),
+    }
+    if cfg.head.assignment == "dynamic":
+        row["reassigned"] = reassigned
+    return row
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    """The log line of an epoch row."""
+    acc = "" if row["val_accuracy"] is None else f" val acc {row['val_accuracy']:.4f}"
+    mae = "" if row["val_mae"] is None else f" val mae {row['val_mae']:.4f}"
+    moved = "" if row.get("reassigned") is None else f" reassigned {row['reassigned']}"
+    return (
+        f"epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f}{acc}{mae}{moved} "
+        f"({row['seconds']:.1f} s)"
+    )
+
+
+def _finish(
+    cfg: RunConfig,
+    splits: DataSplits,
+    net: Network,
+    rows: list[dict],
+    column: str,
+    recorder: Recorder,
+    ctx: dist_.Context,
+    log,
+) -> dict:
+    """Evaluate the best-validation model on the test split once; record the results."""
+    oc, out = cfg.optim, Path(cfg.out_dir)
+    best_epoch = load_best(out, net, cfg.device)
+    test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
+    results = {
+        "test_loss": test.loss,
+        "test_accuracy": test.accuracy,
+        "test_mae": test.mae,
+        "test_macro_f1": test.macro_f1,
+        "best_epoch": best_epoch + 1,
+        "selected_on": column,
+        "epochs": oc.epochs,
+        "epochs_run": len(rows),
+        "stopped_early": len(rows) < oc.epochs,
+        "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "output_size": _output_size(net.head),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "head_parameters": sum(p.numel() for p in net.head.parameters()),
+        "seed": cfg.seed,
+        "data": splits.info,
+        "world_size": ctx.world,
+    }
+    if "train_counts" in splits.info and test.recall is not None:
+        counts = torch.as_tensor(splits.info["train_counts"])
+        results["test_group_accuracy"] = group_accuracy(test.recall, counts)
+    recorder.results(results)
+    recorder.figures(net, splits.test, oc.batch_size, cfg.device, log)
+    dist_.barrier(ctx)
+    return results
+
+
+def _select(task: str, metric: str) -> tuple[str, bool]:
+    """(column, higher_is_better) of the validation metric that picks the best epoch."""
+    if metric == "auto":
+        metric = {"classification": "val_accuracy", "regression": "val_mae"}.get(task, "val_loss")
+    if metric not in ("val_accuracy", "val_macro_f1", "val_mae", "val_loss"):
+        raise ValueError(
+            "select_metric must be auto, val_accuracy, val_macro_f1, val_mae or val_loss, "
+            f"got {metric!r}"
+        )
+    if metric in ("val_accuracy", "val_macro_f1") and task == "regression":
+        raise ValueError(f"select_metric {metric} needs class labels; this is a regression task")
+    if metric == "val_mae" and task == "classification":
+        raise ValueError(
+            "select_metric val_mae needs regression values; this is a classification task"
+        )
+    return metric, metric in ("val_accuracy", "val_macro_f1")
+
+
+def check_finite_inputs(splits: DataSplits) -> None:
+    """Refuse NaN or inf in the in-memory float inputs of every split, naming the first."""
+    for name in ("train", "val", "test"):
+        inputs = getattr(getattr(splits, name), "inputs", None)
+        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
+            continue
+        bad = ~torch.isfinite(inputs.flatten(1) if inputs.ndim > 1 else inputs[:, None]).all(1)
+        if bad.any():
+            first = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{name} split: {int(bad.sum())} inputs hold NaN or inf (first: example {first})"
+            )
+
+
+def _output_size(head: nn.Module) -> int:
+    """Trainable outputs of the head's last layer (d for prototypes, K for softmax)."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return sum(m.out_features for m in linears)

@@ -1,0 +1,291 @@
+"""The one training loop: an epoch of minibatch steps, the best-epoch watch, assignment hooks.
+
+Both ``hpn train`` (:func:`hpn.training.run.train`) and the scikit-learn estimators
+(:mod:`hpn.sklearn`) train through :func:`train_epoch`; they differ only in what they pass:
+
+* ``hpn train``: batches of a dataset (this rank's share under DDP), a device, bf16 autocast,
+  the gradient scaling of :mod:`hpn.training.distributed`, a progress callback.
+* scikit-learn: batches of in-memory rows with their sample weights and the L2 ``penalty``.
+
+Around the epochs, :class:`Watch` keeps the best validation epoch and decides when patience
+has run out (``optim.patience``; ``early_stopping`` / ``n_iter_no_change`` / ``tol``), and
+:func:`initial_assignment` / :func:`reassign` are the dynamic-assignment hooks before the first
+epoch and after an epoch (:mod:`hpn.assignment`), with class means summed over ranks.
+
+Shapes: N examples in a batch, K classes, d output dimensions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+import torch
+from torch import nn
+
+from hpn.functional import unit
+from hpn.heads import MultiTaskHead, PrototypeClassifier
+from hpn.training import distributed as dist_
+
+Targets = TypeVar("Targets")
+Reduction = Literal["mean", "sum", "none"]
+
+#: ``batch_loss(x, targets, reduction)``: the loss of a batch, (N,) with ``"none"``, else a
+#: scalar (the mean or the sum over the N examples).
+BatchLoss = Callable[[torch.Tensor, Targets, Reduction], torch.Tensor]
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss was NaN or infinite (``value``, at ``epoch`` and ``step``)."""
+
+    def __init__(self, value: float, epoch: int, step: int):
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
+        self.value, self.epoch, self.step = value, epoch, step
+
+
+@dataclass
+class Batch(Generic[Targets]):
+    """One minibatch.
+
+    Attributes:
+        x: (N, ...) inputs.
+        targets: what ``batch_loss`` takes: a dict of (N,) tensors (``label``, ``value``) in
+            ``hpn train``, an (N,) tensor in the scikit-learn estimators.
+        weight: None, or (N,) sample weights: the loss becomes the mean (or sum) of
+            weight * per-example loss.
+    """
+
+    x: torch.Tensor
+    targets: Targets
+    weight: torch.Tensor | None = None
+
+
+@dataclass
+class EpochLoss:
+    """The training loss of an epoch, summed over ranks.
+
+    Attributes:
+        total: the sum over examples of the per-example loss (as the steps saw it).
+        examples: how many examples the epoch took.
+    """
+
+    total: float
+    examples: float
+
+    @property
+    def mean(self) -> float:
+        """Mean loss per example (0 for an empty epoch)."""
+        return self.total / max(self.examples, 1)
+
+
+def _to(value, device: str):
+    """Move a tensor, or a dict of tensors, to ``device``."""
+    if isinstance(value, dict):
+        return {name: v.to(device) for name, v in value.items()}
+    return value.to(device)
+
+
+def _weighted(batch_loss: BatchLoss, batch: Batch, reduction: Reduction) -> torch.Tensor:
+    """The batch loss with ``reduction``, each example's loss times its weight if any."""
+    if batch.weight is None:
+        return batch_loss(batch.x, batch.targets, reduction)
+    per_example = batch_loss(batch.x, batch.targets, "none") * batch.weight
+    return per_example.mean() if reduction == "mean" else per_example.sum()
+
+
+def train_epoch(
+    batches: Iterable[Batch],
+    batch_loss: BatchLoss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    reduction: Literal["mean", "sum"] = "mean",
+    device: str = "cpu",
+    bf16: bool = False,
+    penalty: Callable[[int], torch.Tensor] | None = None,
+    ctx: dist_.Context | None = None,
+    global_sizes: Sequence[int] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    epoch: int = 0,
+) -> EpochLoss:
+    """One pass over ``batches``: forward, loss, backward and an optimiser step per batch.
+
+    The caller puts the model in training mode and draws the batch order.
+
+    Args:
+        batches: the epoch's minibatches (this rank's part of each global batch under DDP).
+        batch_loss: ``(x, targets, reduction) -> loss``; under DDP it must run the wrapped
+            module's forward (``DistributedDataParallel``'s hooks average the gradients).
+        optimizer: stepped once per batch.
+        reduction: ``"mean"``, the loss of a batch is the mean over its examples, or
+            ``"sum"``.
+        device: where inputs and targets go.
+        bf16: run the forward passes under bfloat16 autocast (losses stay in float32).
+        penalty: ``penalty(N) -> scalar`` added to each batch's loss (scikit-learn's L2 term
+            ``alpha``); single process only.
+        ctx: the process group (default: a single process).
+        global_sizes: under DDP, the size of each global batch: this rank's summed loss is
+            scaled by ``world / size`` so that DDP's gradient average is the gradient of the
+            global batch's mean loss (``reduction="mean"``).
+        on_step: ``on_step(steps_done, N, running mean loss of this rank)`` after each step.
+        epoch: the epoch's 0-based index, for the error message.
+
+    Returns:
+        The epoch's summed loss and examples over all ranks.
+
+    Raises:
+        NonFiniteLoss: a batch's loss was NaN or infinite (before its step is taken).
+    """
+    ctx = ctx or dist_.Context()
+    if ctx.distributed and (global_sizes is None or penalty is not None):
+        raise ValueError("under DDP train_epoch needs global_sizes and takes no penalty")
+    sizes: Sequence[int] = global_sizes or ()
+    # bf16 autocast: matmuls and convolutions in bfloat16, the losses in float32
+    # (hpn.functional upcasts); no gradient scaling is needed for bfloat16
+    autocast = (
+        torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
+    total, n = 0.0, 0  # summed loss and examples of this rank
+    for step, batch in enumerate(batches):
+        batch = Batch(
+            batch.x.to(device),
+            _to(batch.targets, device),
+            None if batch.weight is None else batch.weight.to(device),
+        )
+        with autocast:
+            if ctx.distributed:
+                summed = _weighted(batch_loss, batch, "sum")
+                per = sizes[step] if reduction == "mean" else 1
+                loss, batch_sum = summed * (ctx.world / per), float(summed.detach())
+            else:
+                loss = _weighted(batch_loss, batch, reduction)
+                if penalty is not None:
+                    loss = loss + penalty(len(batch.x))
+                per = len(batch.x) if reduction == "mean" else 1
+                batch_sum = float(loss.detach()) * per
+        if not math.isfinite(batch_sum):
+            raise NonFiniteLoss(batch_sum, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, n = total + batch_sum, n + len(batch.x)
+        if on_step is not None:
+            on_step(step + 1, len(batch.x), total / max(n, 1))
+    totals = dist_.all_reduce_sum(torch.tensor([total, n], dtype=torch.float64), ctx)
+    return EpochLoss(*totals.tolist())
+
+
+@dataclass
+class Watch:
+    """The best epoch of a validation score, and when patience has run out.
+
+    An epoch *improves* when its score beats the best so far (strictly); the best epoch's
+    model is the one to keep. It *progresses* when it beats the best by more than ``tol``
+    (with ``inclusive``: by at least ``tol``, scikit-learn's MLP convention). Patience runs
+    out after ``patience`` epochs in a row without progress. With ``tol = 0`` and
+    ``inclusive = False`` (``hpn train``), that is ``patience`` epochs since the best one.
+
+    Args:
+        higher: a higher score is better (accuracy); else lower (a loss, an error).
+        patience: epochs without progress before stopping; None: never stop.
+        tol: the progress that counts.
+        inclusive: progress by exactly ``tol`` counts.
+
+    Example:
+        >>> watch = Watch(higher=True, patience=2)
+        >>> [watch.update(s, epoch) for epoch, s in enumerate([0.5, 0.7, 0.7, 0.6], start=1)]
+        [True, True, False, False]
+        >>> watch.best, watch.best_epoch, watch.exhausted
+        (0.7, 2, True)
+    """
+
+    higher: bool
+    patience: int | None = None
+    tol: float = 0.0
+    inclusive: bool = False
+    best: float = field(default=math.nan)
+    best_epoch: int = 0  # 1-based; 0 before the first improvement
+    stale: int = 0  # epochs in a row without progress
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.best):
+            self.best = -math.inf if self.higher else math.inf
+
+    def update(self, score: float, epoch: int) -> bool:
+        """Record the 1-based ``epoch``'s score; returns whether it is the new best."""
+        sign = 1.0 if self.higher else -1.0
+        target = self.best + sign * self.tol
+        beyond = score > target if self.higher else score < target
+        progress = beyond or (self.inclusive and score == target)
+        self.stale = 0 if progress else self.stale + 1
+        improved = score > self.best if self.higher else score < self.best
+        if improved:
+            self.best, self.best_epoch = score, epoch
+        return improved
+
+    @property
+    def exhausted(self) -> bool:
+        """Patience has run out: stop training."""
+        return self.patience is not None and self.stale >= self.patience
+
+
+def prototype_classifier(head: nn.Module) -> PrototypeClassifier | None:
+    """The prototype classifier inside a head (itself, or a multi-task head's), or None."""
+    if isinstance(head, PrototypeClassifier):
+        return head
+    if isinstance(head, MultiTaskHead):
+        return head.classifier
+    return None
+
+
+@torch.no_grad()
+def initial_assignment(
+    classifier: PrototypeClassifier,
+    outputs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    ctx: dist_.Context | None = None,
+) -> int:
+    """Match classes to prototypes once from the untrained network's class means.
+
+    Args:
+        classifier: a head with dynamic assignment enabled.
+        outputs: ``(z, labels)`` pairs: (N, d) outputs (normalised here) and (N,) labels,
+            this rank's share of the training split; the caller puts the model in eval mode.
+        ctx: the process group: the sums and counts are added over ranks.
+
+    Returns:
+        How many classes changed prototype. The running means start afresh afterwards.
+    """
+    ctx = ctx or dist_.Context()
+    k, d = classifier.prototypes.shape
+    sums = torch.zeros(k, d, dtype=torch.float64)
+    counts = torch.zeros(k, 1, dtype=torch.float64)
+    for z, labels in outputs:
+        labels = labels.cpu()
+        sums.index_add_(0, labels, unit(z.float()).double().cpu())
+        counts.index_add_(0, labels, torch.ones(len(labels), 1, dtype=torch.float64))
+    sums, counts = dist_.all_reduce_sum(sums, ctx), dist_.all_reduce_sum(counts, ctx)
+    return classifier.initial_reassign(sums / counts.clamp_min(1), counts[:, 0] > 0)
+
+
+@torch.no_grad()
+def reassign(head: nn.Module, ctx: dist_.Context | None = None) -> int | None:
+    """One dynamic-assignment update with the running class means averaged over ranks.
+
+    Returns:
+        How many classes changed prototype; None when the head has no dynamic assignment.
+    """
+    ctx = ctx or dist_.Context()
+    cls = prototype_classifier(head)
+    if cls is None or cls.assignment is None:
+        return None
+    tracker = cls.assignment.tracker
+    seen = tracker.seen.double()[:, None]
+    total = dist_.all_reduce_sum(tracker.means.double().cpu() * seen.cpu(), ctx)
+    count = dist_.all_reduce_sum(seen.cpu(), ctx)
+    tracker.seen.copy_((count[:, 0] > 0).to(tracker.seen.device))
+    means = (total / count.clamp_min(1)).to(tracker.means)
+    return cls.reassign(means)
