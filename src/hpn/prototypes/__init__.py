@@ -1,6 +1,9 @@
-"""Where classes live on the sphere: prototype generators, quality report, files.
+"""Where classes live on the sphere: prototype generators, the spec resolver, quality, files.
 
 * :func:`generate` / :func:`build`: K prototypes in d dims by a method of :data:`METHODS`.
+* :func:`resolve`: the one parser of a prototype spec (a method, ``onehot``, ``data``,
+  ``embedding:glove``, a ``.npy`` file or an array), used by ``hpn train`` and
+  :mod:`hpn.sklearn`.
 * :func:`report`, :func:`load`, :func:`save`: quality figures and files.
 
 >>> P = generate(10, 9)  # K <= d + 1: the regular simplex, exact
@@ -24,6 +27,7 @@ from hpn.prototypes.methods import (
     generate,
 )
 from hpn.prototypes.quality import Report, nearest_neighbours, report
+from hpn.prototypes.resolver import ResolvedPrototypes, resolve
 
 __all__ = [
     "AUTO_DENSE_MAX",
@@ -33,6 +37,7 @@ __all__ = [
     "METHODS",
     "PrototypeSet",
     "Report",
+    "ResolvedPrototypes",
     "auto_starts",
     "best_possible_cosine",
     "build",
@@ -41,5 +46,6 @@ __all__ = [
     "load",
     "nearest_neighbours",
     "report",
+    "resolve",
     "save",
 ]

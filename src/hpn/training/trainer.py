@@ -92,57 +92,17 @@ def train_values(dataset: Dataset) -> torch.Tensor:
     )
 
 
-def make_prototypes(
-    cfg: HeadConfig, num_classes: int, dims: int, class_names=None, train: Dataset | None = None
-) -> tuple[torch.Tensor, dict]:
-    """Prototypes for a head: a generator method, ``onehot`` (d = K), ``data`` (laid out
-    like the training classes' mean inputs, :mod:`hpn.prototypes.data_prior`),
-    ``embedding:glove`` or ``embedding:minilm`` (class-name embeddings used directly,
-    reduced to d by PCA), or a ``.npy`` file."""
-    if cfg.prototypes == "onehot":
-        return torch.eye(num_classes), {"method": "onehot"}
-    if cfg.prototypes == "data":
-        if train is None:
-            raise ValueError("prototypes 'data' need the training split")
-        from hpn.prototypes import data_prior
-
-        batches = iterate_batches(train, in_batches(range(len(train)), 4096))
-        means, counts = data_prior.class_means(
-            ((x, targets["label"]) for x, targets in batches), num_classes
-        )
-        p = data_prior.data_prior_prototypes(
-            means, dims, seed=cfg.prototype_seed, steps=cfg.spread_steps, seen=counts > 0
-        )
-        info = {"spread_steps": cfg.spread_steps, "spread_lr": data_prior.SPREAD_LR}
-        return p, {"method": "data", **info, **protos.report(p).to_dict()}
-    if cfg.prototypes.startswith("embedding:"):
-        model = cfg.prototypes.partition(":")[2]
-        if model not in ("glove", "minilm"):
-            raise ValueError(
-                f"prototypes {cfg.prototypes!r}: use embedding:glove or embedding:minilm"
-            )
-        if not class_names:
-            raise ValueError(f"prototypes {cfg.prototypes!r} need class names; this data has none")
-        from hpn.prototypes.semantic import embedding_prototypes
-
-        p = embedding_prototypes(class_names, dims, model)
-        return p, {"method": cfg.prototypes, **protos.report(p).to_dict()}
-    if cfg.prototypes.endswith(".npy"):
-        p, meta = protos.load(cfg.prototypes)
-        if p.shape != (num_classes, dims):
-            raise ValueError(
-                f"prototype file {cfg.prototypes} holds {p.shape[0]} x {p.shape[1]} prototypes; "
-                f"the model needs {num_classes} x {dims}"
-            )
-        return p, {"method": meta.get("method", "file"), "file": cfg.prototypes}
-    built = protos.build(
-        num_classes, dims, method=cfg.prototypes, seed=cfg.prototype_seed, class_names=class_names
-    )
-    return built.prototypes, {
-        "method": built.method,
-        "seed": built.seed,
-        **protos.report(built.prototypes).to_dict(),
-    }
+def _resolve_prototypes(
+    cfg: HeadConfig, splits: DataSplits, dims: int | None, default: int | None = None
+) -> protos.ResolvedPrototypes:
+    """The head's prototypes from ``cfg.prototypes`` (:func:`hpn.prototypes.resolve`); the
+    data prior reads the training split in batches of 4,096."""
+    batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
+    return protos.resolve(
+        cfg.prototypes, splits.num_classes, dims, default_dims=default,
+        train=((x, targets["label"]) for x, targets in batches), names=splits.class_names,
+        seed=cfg.prototype_seed, spread_steps=cfg.spread_steps,
+    )  # fmt: skip
 
 
 def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[nn.Module, dict]:
@@ -169,8 +129,8 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         )
         return head, info
     if task == "classification":
-        dims = k if cfg.prototypes == "onehot" else (cfg.dims or k)
-        p, info["prototypes"] = make_prototypes(cfg, k, dims, splits.class_names, splits.train)
+        resolved = _resolve_prototypes(cfg, splits, cfg.dims, default=k)
+        p, info["prototypes"] = resolved.prototypes, resolved.record()
         head = PrototypeClassifier(
             p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm,
             neighbours=cfg.neighbours, random_negatives=cfg.random_negatives,
@@ -179,28 +139,20 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         if head.neighbours is not None:
             info["loss"]["neighbours"] = head.neighbours.shape[1]
             info["loss"]["random_negatives"] = head.random_negatives
-        informed = _class_informed(cfg, info["prototypes"]["method"])
-        info["assignment"] = _assignment(head, cfg, informed)
+        info["assignment"] = _assignment(head, cfg, resolved.class_informed)
         return head, info
     dims = cfg.dims or 3
     if dims < 3:
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
-    p, info["prototypes"] = make_prototypes(cfg, k, dims - 1, splits.class_names, splits.train)
+    resolved = _resolve_prototypes(cfg, splits, dims - 1)
+    p, info["prototypes"] = resolved.prototypes, resolved.record()
     head = MultiTaskHead(
         p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
         output_norm=cfg.output_norm, neighbours=cfg.neighbours,
         random_negatives=cfg.random_negatives,
     )  # fmt: skip
-    informed = _class_informed(cfg, info["prototypes"]["method"])
-    info["assignment"] = _assignment(head.classifier, cfg, informed)
+    info["assignment"] = _assignment(head.classifier, cfg, resolved.class_informed)
     return head, info
-
-
-def _class_informed(cfg: HeadConfig, method: str) -> bool:
-    """The prototypes already belong to their classes: a class-informed method
-    (:data:`hpn.assignment.CLASS_INFORMED`), class-name embeddings or a file."""
-    p = cfg.prototypes
-    return method in assignment.CLASS_INFORMED or p.startswith("embedding:") or p.endswith(".npy")
 
 
 def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> dict:
