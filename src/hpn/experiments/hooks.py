@@ -33,9 +33,13 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     import torch
 
     from hpn.data.base import in_batches, iterate_batches
+    from hpn.evaluation.metrics import (
+        accuracy_from_counts,
+        macro_f1_from_counts,
+        prediction_counts,
+    )
     from hpn.prototypes import data_prior
     from hpn.training.run import load_config, load_splits
-    from hpn.training.trainer import class_counts, macro_f1_from_counts
 
     start = time.perf_counter()
     cfg = load_config(config, [*overrides, f"seed={seed}"])
@@ -56,10 +60,10 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
         z = torch.zeros(len(x), dims, dtype=torch.float64)
         z[:, : v.shape[1]] = (x - centre) @ v
         pred = (torch.nn.functional.normalize(z, dim=1) @ prototypes.T).argmax(1)
-        counts += class_counts(labels, pred, k)
+        counts += prediction_counts(labels, pred, k)
     return {
         "test_macro_f1": macro_f1_from_counts(*counts),
-        "test_accuracy": int(counts[0].sum()) / int(counts[1].sum()),
+        "test_accuracy": accuracy_from_counts(counts),
         "seconds": time.perf_counter() - start,
     }
 
@@ -79,16 +83,16 @@ def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
 
 
 def shot_groups() -> str:
-    """The long-tail shot groups (:data:`hpn.data.longtail.GROUPS`) in words.
+    """The long-tail shot groups (:data:`hpn.evaluation.metrics.SHOT_GROUPS`) in words.
 
     >>> shot_groups()
     'many >= 101, medium 20-100, few 0-19'
     """
-    from hpn.data.longtail import GROUPS
+    from hpn.evaluation.metrics import SHOT_GROUPS
 
     return ", ".join(
         f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
-        for name, (low, high) in GROUPS.items()
+        for name, (low, high) in SHOT_GROUPS.items()
     )
 
 

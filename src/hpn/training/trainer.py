@@ -17,7 +17,6 @@ import math
 import platform
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from hpn import __version__, assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
 from hpn.data.base import DataSplits, in_batches, iterate_batches
+from hpn.evaluation.metrics import EpochMetrics, MetricCounts
 from hpn.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from hpn.functional import unit
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
@@ -228,52 +228,6 @@ def _initial_assignment(
     return cls.initial_reassign(sums / counts.clamp_min(1), counts[:, 0] > 0)
 
 
-@dataclass
-class EpochMetrics:
-    """One evaluation pass: mean loss, and accuracy, MAE, macro F1 and per-class recall where
-    the task has them (None otherwise)."""
-
-    loss: float
-    accuracy: float | None = None
-    mae: float | None = None
-    macro_f1: float | None = None
-    recall: torch.Tensor | None = None  # (K,) per-class accuracy
-
-
-def macro_f1(confusion: torch.Tensor) -> float:
-    """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN), from a K x K confusion
-    matrix (rows true, columns predicted); see :func:`macro_f1_from_counts`."""
-    confusion = confusion.double()
-    return macro_f1_from_counts(confusion.diagonal(), confusion.sum(1), confusion.sum(0))
-
-
-def class_counts(truth: torch.Tensor, guess: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(3, K) int64 per-class counts of correct predictions, true examples and predictions,
-    the inputs of :func:`macro_f1_from_counts`; sums over batches add up."""
-    return torch.stack([
-        torch.bincount(truth[truth == guess], minlength=num_classes),
-        torch.bincount(truth, minlength=num_classes),
-        torch.bincount(guess, minlength=num_classes),
-    ])  # fmt: skip
-
-
-def macro_f1_from_counts(
-    true_positive: torch.Tensor, support: torch.Tensor, predicted: torch.Tensor
-) -> float:
-    """Macro F1 from per-class counts: correct predictions, true examples, predictions.
-
-    As scikit-learn's ``f1_score(average="macro")`` does by default, the mean runs over the
-    classes that occur in the labels or the predictions; a class with neither is left out.
-    Three length-K vectors instead of a K x K matrix, so 10,000+ classes cost nothing.
-    """
-    tp, support, predicted = true_positive.double(), support.double(), predicted.double()
-    seen = (support + predicted) > 0
-    if not seen.any():
-        return 0.0
-    f1 = 2 * tp[seen] / (support[seen] + predicted[seen])
-    return float(f1.mean())
-
-
 @torch.no_grad()
 def evaluate(
     net: Network,
@@ -285,40 +239,21 @@ def evaluate(
 ) -> EpochMetrics:
     """Mean loss per example, accuracy, macro F1 and mean absolute error over a dataset.
 
-    Under a process group each rank scores every ``world``-th example and the sums are
-    reduced, so every rank gets the metrics of the whole dataset.
+    Under a process group each rank scores every ``world``-th example and the counts
+    (:class:`hpn.evaluation.metrics.MetricCounts`) are summed, so every rank gets the metrics
+    of the whole dataset.
     """
     ctx = ctx or dist_.Context()
     net.eval()
     # every world-th example on each rank (every example when not distributed)
     batches = in_batches(range(ctx.rank, len(data), ctx.world), batch_size)
-    k = getattr(net.head, "num_classes", None) or 0
-    sums = torch.zeros(4, dtype=torch.float64)  # loss, n, correct, absolute error
-    counts = torch.zeros(3, k, dtype=torch.long)  # per class: correct, true, predicted
+    counts = MetricCounts.zeros(getattr(net.head, "num_classes", None) or 0)
     for x, targets in iterate_batches(data, batches):
         x = x.to(device)
         targets = {name: v.to(device) for name, v in targets.items()}
-        sums[0] += float(net.loss(x, targets, "sum"))
-        sums[1] += len(x)
-        pred = net.predict(x)
-        if "label" in pred:
-            sums[2] += int((pred["label"] == targets["label"]).sum())
-            truth, guess = targets["label"].cpu(), pred["label"].cpu()
-            counts += class_counts(truth, guess, k)
-        if "value" in pred:
-            sums[3] += float((pred["value"] - targets["value"].double()).abs().sum())
-    sums = dist_.all_reduce_sum(sums, ctx)
-    counts = dist_.all_reduce_sum(counts, ctx)
-    total, n, correct, abs_err = sums.tolist()
-    n = max(n, 1)
-    task = net.task
-    return EpochMetrics(
-        loss=total / n,
-        accuracy=correct / n if task != "regression" else None,
-        mae=abs_err / n if task != "classification" else None,
-        macro_f1=macro_f1_from_counts(*counts) if task != "regression" else None,
-        recall=(counts[0] / counts[1].clamp_min(1)).double() if task != "regression" else None,
-    )
+        counts.update(float(net.loss(x, targets, "sum")), net.predict(x), targets)
+    counts = counts.map(lambda t: dist_.all_reduce_sum(t, ctx))
+    return counts.compute(net.task)
 
 
 def _versions() -> dict:
