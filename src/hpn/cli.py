@@ -161,8 +161,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    from hpn.evaluation.transfer import transfer_report
     from hpn.training.config import parse_key_values
+    from hpn.training.run import transfer_report
 
     options = parse_key_values(args.option, "--option")
     rows = [transfer_report(run, args.data, options) for run in args.runs]

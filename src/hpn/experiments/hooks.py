@@ -69,9 +69,9 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
 
 
 def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
-    """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it and read back."""
-    from hpn.evaluation.transfer import transfer_report
+    """:func:`hpn.training.run.transfer_report` of a run, kept beside it and read back."""
     from hpn.files import atomic_write_json
+    from hpn.training.run import transfer_report
 
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     done = folder / f"transfer-{target}{suffix}.json"

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch import nn
 
+from hpn.data.base import DataSplits
+from hpn.data.registry import load_data
+from hpn.evaluation.transfer import transfer_scores
+from hpn.models import build_backbone
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.trainer import train
 
@@ -100,8 +105,6 @@ def load_splits(cfg: RunConfig):
     ``data.task`` narrows a multi-task source to classification or regression;
     ``data.imbalance`` makes its training split long-tailed.
     """
-    from hpn.data.registry import load_data
-
     splits = load_data(cfg.data.name, **{"seed": cfg.seed, **cfg.data.options})
     splits = splits.for_task(cfg.data.task)
     if cfg.data.imbalance is not None:
@@ -155,9 +158,52 @@ def run(cfg: RunConfig, resume: bool = False, log=print) -> dict:
 
 
 def _run(cfg: RunConfig, resume: bool, log) -> dict:
-    from hpn.models import build_backbone
-
     splits = load_splits(cfg)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
     return train(cfg, splits, backbone, resume=resume, log=log)
+
+
+def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, RunConfig, DataSplits]:
+    """The backbone of a finished run (its best-validation weights), its config and data.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "best.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
+    cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
+    splits = load_splits(cfg)
+    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
+    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    backbone.load_state_dict(
+        {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    )
+    return backbone, cfg, splits
+
+
+def transfer_report(run_dir: str | Path, target: str, options: dict | None = None) -> dict:
+    """What a finished run's frozen features are worth on the data source ``target``
+    (:func:`hpn.evaluation.transfer.transfer_scores`): class separation on the run's own test
+    split and on the target's, and a linear probe fitted on the target's training split and
+    scored on its test split.
+
+    ``target`` is loaded with the run's seed unless ``options`` sets one, and must have the
+    input shape the backbone was trained on.
+    """
+    backbone, cfg, source = load_run_backbone(run_dir)
+    tgt = load_data(target, **{"seed": cfg.seed, **(options or {})})
+    if tuple(tgt.input_shape) != tuple(source.input_shape):
+        raise ValueError(
+            f"{target} inputs are {tuple(tgt.input_shape)} but the backbone was trained on "
+            f"{tuple(source.input_shape)}"
+        )
+    return {
+        "run": str(run_dir),
+        "head": cfg.head.kind,
+        "source": cfg.data.name,
+        "target": target,
+        **transfer_scores(backbone, source.test, tgt.train, tgt.test),
+    }
