@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -137,8 +138,11 @@ def _auto(
     if dims == 2:
         return "polygon", closed_form.polygon(num_classes, dims), {"optimal": True}
     spec = codes.best_code(num_classes, dims)
-    use_code = spec is not None and num_classes > AUTO_DENSE_MAX
-    if use_code and (spec.length == dims or num_classes > AUTO_NEIGHBOUR_MAX):
+    if (
+        spec is not None
+        and num_classes > AUTO_DENSE_MAX
+        and (spec.length == dims or num_classes > AUTO_NEIGHBOUR_MAX)
+    ):
         # A code that fills all d dims is near the bound and takes well under a second; a
         # polish by the optimiser did not move eBCH[128,15,56] off 0.125 at K = 10,000.
         p, info = codes.code_prototypes(num_classes, dims, seed=seed, spec=spec)
@@ -214,7 +218,7 @@ def build(
         raise ValueError(f"got {len(class_names)} class names for num_classes={num_classes}")
     start = time.perf_counter()
     info: dict = {}
-    kwargs = {} if steps is None else {"steps": steps}
+    kwargs: dict[str, Any] = {} if steps is None else {"steps": steps}
     if method == "auto":
         method, p, info = _auto(num_classes, dims, seed, device, time_budget)
     elif method == "random":
@@ -246,7 +250,8 @@ def build(
         if embeddings is None:
             if class_names is None:
                 raise ValueError("method 'semantic' needs class_names or embeddings")
-            embeddings = semantic.embed_class_names(class_names, model=embedder)
+            model = cast(Literal["glove", "minilm"], embedder)  # checked by embed_class_names
+            embeddings = semantic.embed_class_names(class_names, model=model)
             info["embedder"] = embedder
         if len(embeddings) != num_classes:
             raise ValueError(f"got {len(embeddings)} embeddings for num_classes={num_classes}")

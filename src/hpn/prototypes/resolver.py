@@ -30,7 +30,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -45,8 +45,10 @@ from hpn.prototypes.quality import report
 #: files and given arrays are class-informed.
 CLASS_INFORMED = ("semantic",)
 
+Embedder = Literal["glove", "minilm"]
+
 #: The models ``embedding:NAME`` may name (:func:`hpn.prototypes.semantic.embed_class_names`).
-EMBEDDERS = ("glove", "minilm")
+EMBEDDERS: tuple[Embedder, ...] = ("glove", "minilm")
 
 #: What a spec may be, for error messages.
 SPECS = "an array of shape (K, d), a .npy file, 'onehot', 'embedding:glove', 'embedding:minilm'"
@@ -251,5 +253,5 @@ def _embedding(
     from hpn.prototypes import semantic
 
     with _named(spec, num_classes, dims):
-        p = semantic.embedding_prototypes(list(names), dims, model)
+        p = semantic.embedding_prototypes(list(names), dims, cast(Embedder, model))
     return ResolvedPrototypes(p, spec, class_informed=True)
