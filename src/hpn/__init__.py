@@ -24,7 +24,7 @@ from hpn.functional import (
     unit,
 )
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor, replace_classifier
-from hpn.prototypes import build, generate, load, report, save
+from hpn.prototypes import build, generate, load, report, resolve, save
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,7 @@ __all__ = [
     "regression_loss",
     "replace_classifier",
     "report",
+    "resolve",
     "save",
     "unit",
 ]
