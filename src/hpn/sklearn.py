@@ -654,7 +654,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.prototypes_ = self.model_.head.prototypes.detach().cpu().numpy().copy()
         head = self.model_.head
         self.recipe_ = {
-            "prototypes": spec if isinstance(spec, str) else "given",
+            "prototypes": os.fspath(spec) if isinstance(spec, str | os.PathLike) else "given",
             "loss": head.loss_kind,
             "scale": head.scale if head.loss_kind == "softmax" else None,
         }
