@@ -167,6 +167,32 @@ def _warn_duplicates(prototypes: torch.Tensor, method: str) -> None:
         )
 
 
+def _semantic(
+    num_classes: int,
+    dims: int,
+    seed: int,
+    class_names: Sequence[str] | None,
+    embeddings: np.ndarray | torch.Tensor | None,
+    embedder: str,
+    options: dict[str, Any],
+) -> tuple[torch.Tensor, dict]:
+    """The ``semantic`` method: embed the names unless embeddings are given, then spread."""
+    # imported here: hpn.prototypes.semantic imports scipy.stats, slow for `import hpn`
+    from hpn.prototypes import semantic
+
+    info: dict = {}
+    if embeddings is None:
+        if class_names is None:
+            raise ValueError("method 'semantic' needs class_names or embeddings")
+        model = cast(Literal["glove", "minilm"], embedder)  # checked by embed_class_names
+        embeddings = semantic.embed_class_names(class_names, model=model)
+        info["embedder"] = embedder
+    if len(embeddings) != num_classes:
+        raise ValueError(f"got {len(embeddings)} embeddings for num_classes={num_classes}")
+    p, sem_info = semantic.semantic_prototypes(embeddings, dims, seed=seed, **options)
+    return p, {**info, **sem_info}
+
+
 def build(
     num_classes: int,
     dims: int,
@@ -244,21 +270,9 @@ def build(
             num_classes, dims, seed=seed, device=device, **kwargs
         )
     else:  # semantic
-        # imported here: hpn.prototypes.semantic imports scipy.stats, slow for `import hpn`
-        from hpn.prototypes import semantic
-
-        if embeddings is None:
-            if class_names is None:
-                raise ValueError("method 'semantic' needs class_names or embeddings")
-            model = cast(Literal["glove", "minilm"], embedder)  # checked by embed_class_names
-            embeddings = semantic.embed_class_names(class_names, model=model)
-            info["embedder"] = embedder
-        if len(embeddings) != num_classes:
-            raise ValueError(f"got {len(embeddings)} embeddings for num_classes={num_classes}")
         if semantic_weight is not None:
             kwargs["weight"] = semantic_weight
-        p, sem_info = semantic.semantic_prototypes(embeddings, dims, seed=seed, **kwargs)
-        info.update(sem_info)
+        p, info = _semantic(num_classes, dims, seed, class_names, embeddings, embedder, kwargs)
     return PrototypeSet(
         prototypes=p.float().contiguous(),
         method=method,
