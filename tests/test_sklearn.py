@@ -356,3 +356,21 @@ def test_bad_weights_and_integer_labels_for_semantic_name_the_value(kwargs, fit_
     X, y = _blobs(n_classes=3, n=150)
     with pytest.raises(ValueError, match=re.escape(message)):
         HPNClassifier(max_iter=2, **kwargs).fit(X, y, **fit_kwargs)
+
+
+def test_classifier_takes_the_specs_of_hpn_prototypes_resolve(tmp_path):
+    from hpn import prototypes as protos
+
+    X, y = _blobs(n_classes=3, n=90)
+    path = tmp_path / "p.npy"
+    protos.save(path, protos.generate(3, 2, method="polygon"), method="polygon")
+    common = {"hidden_layer_sizes": (8,), "max_iter": 2, "random_state": 0}
+    from_file = _quiet_fit(HPNClassifier(prototypes=path, **common), X, y)
+    assert np.array_equal(from_file.prototypes_, protos.load(path)[0].numpy())
+    assert from_file.recipe_["prototypes"] == str(path)
+    onehot = _quiet_fit(HPNClassifier(prototypes="onehot", **common), X, y)
+    assert np.array_equal(onehot.prototypes_, np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=re.escape("HPNClassifier: prototype file")):
+        HPNClassifier(prototypes=str(path), prototype_dims=3, **common).fit(X, y)
+    with pytest.raises(ValueError, match="fit with the class names as labels"):
+        HPNClassifier(prototypes="embedding:glove", prototype_dims=2, **common).fit(X, y)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from hpn.evaluation.transfer import class_separation, linear_probe, transfer_report
+from hpn.evaluation.transfer import class_separation, linear_probe
+from hpn.training.finished import transfer_report
 
 
 def _brute_separation(x, y):

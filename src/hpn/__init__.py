@@ -32,7 +32,7 @@ from hpn.losses import (
     PrototypeLoss,
     RegressionLoss,
 )
-from hpn.prototypes import build, generate, load, report, save
+from hpn.prototypes import build, generate, load, report, resolve, save
 
 __version__ = "0.1.0"
 
@@ -60,6 +60,7 @@ __all__ = [
     "regression_loss",
     "replace_classifier",
     "report",
+    "resolve",
     "save",
     "unit",
 ]

@@ -27,11 +27,6 @@ from hpn.functional import unit
 #: Largest K solved exactly by the Hungarian algorithm (K^2 floats, O(K^3) time).
 HUNGARIAN_MAX = 4096
 
-#: Prototype methods whose rows already belong to their classes (placed from the data or the
-#: class names): a first match from an untrained network would scramble them, so it is off
-#: for them by default (``hpn train``'s ``head.assignment_init``, ``HPNClassifier``).
-CLASS_INFORMED = ("data", "semantic")
-
 
 class ClassMeans(nn.Module):
     """Running mean direction of each class's unit outputs (an exponential moving average).

@@ -17,12 +17,11 @@ import yaml
 
 from hpn import prototypes as protos
 from hpn.demo import demo
-from hpn.evaluation.transfer import transfer_report
 from hpn.experiments.registry import add_bench_parsers, run_bench
 from hpn.prototypes.quality import Report
 from hpn.training.config import RunConfig, parse_key_values, to_dict
+from hpn.training.finished import evaluate_run, transfer_report
 from hpn.training.progress import ProgressBar
-from hpn.training.reevaluate import evaluate_run
 from hpn.training.run import load_config, packaged_configs, resume_config, run
 
 

@@ -61,11 +61,11 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "hpn.sklearn needs scikit-learn >= 1.6 (pip install 'scikit-learn>=1.6')"
     ) from err
 
-from hpn import prototypes as _protos
-from hpn.assignment import CLASS_INFORMED
 from hpn.data.base import in_batches, training_batches
 from hpn.functional import regression_bounds
 from hpn.heads import PrototypeClassifier, PrototypeRegressor
+from hpn.prototypes.data_prior import COSINE_SCALE
+from hpn.prototypes.resolver import ResolvedPrototypes, resolve, uses_class_names
 from hpn.training.loop import Batch, NonFiniteLoss, Watch, initial_assignment, reassign, train_epoch
 
 __all__ = ["ACTIVATIONS", "HPNClassifier", "HPNRegressor", "default_prototype_dims"]
@@ -450,14 +450,17 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
 
     Parameters:
         prototype_dims: d, the output dimension (>= 2). None: :func:`default_prototype_dims`,
-            ``min(max(2, K - 1), 100)`` for K classes, or the width of a given array.
-        prototypes: a method of :func:`hpn.prototypes.generate` (``"auto"``, ``"simplex"``,
-            ``"optimized"``, ``"random"``, ``"semantic"`` with the class labels as names, ...),
-            ``"data"`` (the PCA of the training class means, unspread:
-            :mod:`hpn.prototypes.data_prior`), or an array of shape (K, d) whose row i belongs
-            to ``classes_[i]`` (the sorted labels); rows are normalised. None: chosen by
-            :func:`default_recipe`: ``"auto"`` up to 101 classes or when d >= K - 1,
-            ``"data"`` above.
+            ``min(max(2, K - 1), 100)`` for K classes, or the width of a given array or file
+            (K for ``"onehot"``).
+        prototypes: a spec of :func:`hpn.prototypes.resolve`: a method of
+            :func:`hpn.prototypes.generate` (``"auto"``, ``"simplex"``, ``"optimized"``,
+            ``"random"``, ``"semantic"`` with the class labels as names, ...), ``"data"`` (the
+            PCA of the training class means, unspread: :mod:`hpn.prototypes.data_prior`),
+            ``"onehot"``, ``"embedding:glove"`` / ``"embedding:minilm"`` (the class labels'
+            embeddings), a ``.npy`` file, or an array of shape (K, d); row i of a file or
+            array belongs to ``classes_[i]`` (the sorted labels); rows are normalised. None:
+            chosen by :func:`default_recipe`: ``"auto"`` up to 101 classes or when
+            d >= K - 1, ``"data"`` above.
         hidden_layer_sizes: widths of the hidden layers (Linear -> activation each); ``()``
             puts the prototype head's linear layer directly on the inputs.
         activation: one of :data:`ACTIVATIONS`.
@@ -487,8 +490,9 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
             (:func:`default_recipe`).
         assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (match
             classes to prototypes once from the untrained network's class means, unless the
-            prototypes are ``"data"``, ``"semantic"`` or given, then re-match after every
-            epoch from the running class means, :mod:`hpn.assignment`).
+            prototypes already belong to their classes (``"data"``, ``"semantic"``,
+            embeddings, a file or an array), then re-match after every epoch from the running
+            class means, :mod:`hpn.assignment`).
         scale: the softmax loss's scale s; None: 20 with the ``"data"`` prototypes
             (:data:`hpn.prototypes.data_prior.COSINE_SCALE`), else
             :func:`hpn.functional.default_scale` of K.
@@ -570,75 +574,51 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.n_jobs = n_jobs
 
     def _recipe(self, n_classes: int) -> tuple:
-        """The prototypes (a method name or the given array), loss and softmax scale this
-        fit uses: the given ones, or :func:`default_recipe` for those left at None (scale
-        None stays None, the loss's default, except 20 for the data prior's softmax)."""
+        """The prototype spec, loss and softmax scale this fit uses: the given ones, or
+        :func:`default_recipe` for those left at None (scale None stays None, the loss's
+        default, except 20 for the data prior's softmax)."""
         name = type(self).__name__
-        method, loss = self.prototypes, self.loss
-        if method is None:
+        spec, loss = self.prototypes, self.loss
+        if spec is None:
             dims = self.prototype_dims
             dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
-            method = default_recipe(n_classes, dims)[0]
-        data = isinstance(method, str) and method == "data"
+            spec = default_recipe(n_classes, dims)[0]
+        data = isinstance(spec, str) and spec == "data"
         if loss is None:
             loss = "softmax" if data else "paper"
         if loss not in ("paper", "softmax"):
             raise ValueError(f"{name}: loss must be 'paper' or 'softmax', got {loss!r}")
         scale = self.scale
         if scale is None and loss == "softmax" and data:
-            from hpn.prototypes.data_prior import COSINE_SCALE as scale
-        return method, loss, scale
+            scale = COSINE_SCALE
+        return spec, loss, scale
 
-    def _make_prototypes(self, method, n_classes: int, seed: int, X=None, labels=None):
+    def _resolve_prototypes(self, spec, n_classes: int, seed: int, X, labels) -> ResolvedPrototypes:
+        """The prototypes ``spec`` names (:func:`hpn.prototypes.resolve`), row i for
+        ``classes_[i]``; the data prior is the unspread PCA of the class means of X."""
         name = type(self).__name__
-        dims = self.prototype_dims
-        if isinstance(method, str):
-            if method != "data" and method not in _protos.METHODS:
-                raise ValueError(
-                    f"{name}: prototypes must be an array of shape (n_classes, d), 'data' or "
-                    f"one of {list(_protos.METHODS)}, got {method!r}"
-                )
-            dims = default_prototype_dims(n_classes) if dims is None else self._check_dims(dims)
-            if method == "data":
-                from hpn.prototypes import data_prior
+        text_labels = all(isinstance(c, str) for c in self.classes_)
+        if uses_class_names(spec) and not text_labels:
+            raise ValueError(
+                f"{name}: prototypes={spec!r} embeds the class labels as names, but y "
+                f"holds {type(self.classes_[0]).__name__} labels ({self.classes_[0]!r}, "
+                "...); fit with the class names as labels"
+            )
+        dims = None if self.prototype_dims is None else self._check_dims(self.prototype_dims)
 
-                x = torch.as_tensor(np.asarray(X, dtype=np.float64))
-                means, _ = data_prior.class_means([(x, torch.as_tensor(labels))], n_classes)
-                p = data_prior.data_prior_prototypes(means, dims, seed=seed, steps=0)
-                return p.numpy().astype(np.float32)
-            options = {}
-            if method == "semantic":
-                if not all(isinstance(c, str) for c in self.classes_):
-                    raise ValueError(
-                        f"{name}: prototypes='semantic' embeds the class labels as names, but y "
-                        f"holds {type(self.classes_[0]).__name__} labels ({self.classes_[0]!r}, "
-                        "...); fit with the class names as labels"
-                    )
-                options["class_names"] = [str(c) for c in self.classes_]
-            try:
-                p = _protos.generate(n_classes, dims, method=method, seed=seed, **options)
-            except ValueError as err:
-                raise ValueError(
-                    f"{name}: prototypes={method!r} cannot place {n_classes} classes "
-                    f"in prototype_dims={dims}: {err}"
-                ) from err
-            return p.numpy().astype(np.float32)
-        p = np.asarray(method, dtype=np.float64)
-        if p.ndim != 2 or p.shape[0] != n_classes:
-            raise ValueError(
-                f"{name}: prototypes must have shape (n_classes, d) = ({n_classes}, d) for the "
-                f"{n_classes} classes in y, got shape {p.shape}"
-            )
-        self._check_dims(p.shape[1])
-        if dims is not None and dims != p.shape[1]:
-            raise ValueError(
-                f"{name}: prototype_dims={dims!r} does not match the {p.shape[1]} columns of "
-                "the given prototypes"
-            )
-        norms = np.linalg.norm(p, axis=1, keepdims=True)
-        if not np.all(np.isfinite(p)) or np.any(norms == 0):
-            raise ValueError(f"{name}: prototypes must be finite non-zero rows")
-        return (p / norms).astype(np.float32)
+        def train():  # read only by the data prior
+            yield torch.as_tensor(np.asarray(X, dtype=np.float64)), torch.as_tensor(labels)
+
+        try:
+            resolved = resolve(
+                spec, n_classes, dims, default_dims=default_prototype_dims(n_classes),
+                train=train(), names=[str(c) for c in self.classes_] if text_labels else None,
+                seed=seed, spread_steps=0,
+            )  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
+        self._check_dims(resolved.prototypes.shape[1])
+        return resolved
 
     def fit(self, X, y, sample_weight=None):
         """Fit the network to (X, y); y may hold labels of any type. Returns self.
@@ -662,10 +642,11 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
                 f"({self.classes_[0]!r})"
             )
         seed = self._seed()
-        method, loss, scale = self._recipe(n_classes)
-        self.prototypes_ = self._make_prototypes(method, n_classes, seed, X, labels)
-        prototypes = torch.from_numpy(self.prototypes_)
-        self._informed = not isinstance(method, str) or method in CLASS_INFORMED
+        spec, loss, scale = self._recipe(n_classes)
+        resolved = self._resolve_prototypes(spec, n_classes, seed, X, labels)
+        prototypes = resolved.prototypes
+        self.prototypes_ = prototypes.numpy()
+        self._informed = resolved.class_informed
         if self.assignment not in ("static", "dynamic"):
             raise ValueError(
                 f"{type(self).__name__}: assignment must be 'static' or 'dynamic', "
@@ -691,7 +672,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN):
         self.prototypes_ = self.model_.head.prototypes.detach().cpu().numpy().copy()
         head = self.model_.head
         self.recipe_ = {
-            "prototypes": method if isinstance(method, str) else "given",
+            "prototypes": os.fspath(spec) if isinstance(spec, str | os.PathLike) else "given",
             "loss": head.loss_kind,
             "scale": head.scale if head.loss_kind == "softmax" else None,
         }

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from hpn.data.base import DataSplits, TensorDataset
-from hpn.data.longtail import class_counts, group_accuracy, long_tailed
+from hpn.data.longtail import examples_per_class, long_tailed
+from hpn.evaluation.metrics import group_accuracy
 
 
 def _balanced(k=10, per_class=200):
@@ -15,7 +16,7 @@ def _balanced(k=10, per_class=200):
 def test_exponential_profile_counts_and_untouched_evaluation_splits():
     splits = _balanced()
     lt = long_tailed(splits, 0.01, seed=0)
-    counts = class_counts(lt.train.targets["label"], 10).tolist()
+    counts = examples_per_class(lt.train.targets["label"], 10).tolist()
     expected = [round(200 * 0.01 ** (c / 9)) for c in range(10)]
     assert counts == expected and counts[0] == 200 and counts[-1] == 2
     assert lt.info["train_counts"] == expected and lt.info["imbalance"] == 0.01

@@ -203,7 +203,7 @@ def test_training_with_tensorboard_logs_every_epoch_row(tmp_path):
 def test_macro_f1_matches_scikit_learn_including_absent_classes():
     from sklearn.metrics import f1_score
 
-    from hpn.training.trainer import macro_f1
+    from hpn.evaluation.metrics import macro_f1
 
     g = torch.Generator().manual_seed(0)
     y_true = torch.randint(0, 5, (300,), generator=g)  # class 5 never occurs in the labels

@@ -1,25 +1,25 @@
-"""Long-tailed training sets with the exponential profile, and per-group accuracy.
+"""Long-tailed training sets with the exponential profile.
 
 Class c of K keeps ``round(n_max * imbalance ** (c / (K - 1)))`` training examples (class 0
 the most, class K - 1 the fewest, ``imbalance`` = n_min / n_max, e.g. 0.01 for a 100:1 tail),
 as in the long-tailed CIFAR benchmarks. Validation and test splits stay as they were
 (balanced), so test accuracy weighs every class equally and model selection is not tuned to
-the imbalance.
+the imbalance. The accuracy of the many-, medium- and few-shot classes is
+:func:`hpn.evaluation.metrics.group_accuracy`.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from hpn.data.base import DataSplits, TensorDataset
 
-#: Shot groups by training examples per class (Liu et al., OLTR): many > 100 >= medium >= 20 > few.
-GROUPS = {"many": (101, math.inf), "medium": (20, 100), "few": (0, 19)}
+# moved to hpn.evaluation.metrics; kept here for hpn.training.trainer, which imports it
+# from this module (that code is being moved on another branch)
+from hpn.evaluation.metrics import group_accuracy  # noqa: F401
 
 
-def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def examples_per_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Examples per class.
 
     Args:
@@ -31,7 +31,7 @@ def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         (K,) int64 counts (longer than K if a label is >= K).
 
     Example:
-        >>> class_counts(torch.tensor([0, 2, 2, 0, 2]), 4).tolist()
+        >>> examples_per_class(torch.tensor([0, 2, 2, 0, 2]), 4).tolist()
         [2, 0, 3, 0]
     """
     return torch.bincount(torch.as_tensor(labels), minlength=num_classes)
@@ -56,7 +56,7 @@ def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSpli
         raise ValueError("a long-tailed split needs an in-memory labelled training set")
     k = splits.num_classes
     labels = train.targets["label"]
-    counts = class_counts(labels, k)
+    counts = examples_per_class(labels, k)
     if int(counts.min()) < 1:
         empty = int(torch.nonzero(counts == 0)[0])
         raise ValueError(f"class {empty} has no training examples")
@@ -69,7 +69,7 @@ def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSpli
         members = members[torch.randperm(len(members), generator=generator)]
         keep.append(members[: min(profile[c], len(members))])
     index = torch.cat(keep).sort().values
-    kept = class_counts(labels[index], k)
+    kept = examples_per_class(labels[index], k)
     return DataSplits(
         train=train.subset(index),
         val=splits.val,
@@ -85,26 +85,3 @@ def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSpli
             "long_tail_seed": seed,
         },
     )
-
-
-def group_accuracy(recall: torch.Tensor, train_counts: torch.Tensor) -> dict[str, float | None]:
-    """Mean per-class accuracy over the many / medium / few-shot classes (None: no class).
-
-    Args:
-        recall: (K,) accuracy of each class on the test split.
-        train_counts: (K,) training examples of each class (:func:`class_counts`); the
-            groups are :data:`GROUPS`.
-
-    Returns:
-        ``{"many": ..., "medium": ..., "few": ...}``.
-
-    Example:
-        >>> acc = group_accuracy(torch.tensor([0.75, 0.5, 0.25]), torch.tensor([500, 50, 5]))
-        >>> acc == {"many": 0.75, "medium": 0.5, "few": 0.25}
-        True
-    """
-    out: dict[str, float | None] = {}
-    for name, (low, high) in GROUPS.items():
-        members = (train_counts >= low) & (train_counts <= high)
-        out[name] = float(recall[members].mean()) if members.any() else None
-    return out

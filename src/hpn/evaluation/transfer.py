@@ -6,13 +6,12 @@
   a point. Seed 003 found that losses with higher separation transfer worse.
 * :func:`linear_probe`: multinomial logistic regression on frozen features (standardised with
   the training statistics, L2 penalty, full-batch L-BFGS), test accuracy.
-* :func:`transfer_report`: both, for a finished run folder and another data source.
+* :func:`transfer_scores`: both, for a backbone, its own test split and another source; a
+  finished run folder is read by :func:`hpn.training.finished.transfer_report` (this package never
+  imports ``hpn.training``).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -119,50 +118,22 @@ def linear_probe(
         return float(((xte @ w + b).argmax(1) == test_y).float().mean())
 
 
-def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, dict]:
-    """The backbone of a finished run (its best-validation weights) and the run's config."""
-    from hpn.models import build_backbone
-    from hpn.training.config import RunConfig, from_dict
-    from hpn.training.run import load_splits
+def transfer_scores(
+    backbone: nn.Module, source_test: Dataset, target_train: Dataset, target_test: Dataset
+) -> dict[str, float]:
+    """Class separation of a frozen backbone's features on its own test split, and on another
+    source's test split with a linear probe fitted on that source's training split.
 
-    run_dir = Path(run_dir)
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
-    cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
-    splits = load_splits(cfg)
-    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
-    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
-    backbone.load_state_dict(
-        {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    )
-    return backbone, {"config": cfg, "splits": splits}
+    The datasets must give inputs of the shape the backbone was trained on and a ``label``
+    target. A finished run folder is read by :func:`hpn.training.finished.transfer_report`.
 
-
-def transfer_report(run_dir: str | Path, target: str, options: dict | None = None) -> dict:
-    """Separation on the run's own test split; separation and a linear probe on ``target``.
-
-    The probe is fitted on the target's training split and scored on its test split; the
-    target must have the input shape the backbone was trained on.
+    Returns:
+        ``{"source_separation", "target_separation", "probe_accuracy"}``.
     """
-    from hpn.data.registry import load_data
-
-    backbone, run = load_run_backbone(run_dir)
-    source = run["splits"]
-    tgt = load_data(target, **{"seed": run["config"].seed, **(options or {})})
-    if tuple(tgt.input_shape) != tuple(source.input_shape):
-        raise ValueError(
-            f"{target} inputs are {tuple(tgt.input_shape)} but the backbone was trained on "
-            f"{tuple(source.input_shape)}"
-        )
-    src_x, src_y = extract(backbone, source.test)
-    tr_x, tr_y = extract(backbone, tgt.train)
-    te_x, te_y = extract(backbone, tgt.test)
+    src_x, src_y = extract(backbone, source_test)
+    tr_x, tr_y = extract(backbone, target_train)
+    te_x, te_y = extract(backbone, target_test)
     return {
-        "run": str(run_dir),
-        "head": run["config"].head.kind,
-        "source": run["config"].data.name,
-        "target": target,
         "source_separation": class_separation(src_x, src_y),
         "target_separation": class_separation(te_x, te_y),
         "probe_accuracy": linear_probe(tr_x, tr_y, te_x, te_y),

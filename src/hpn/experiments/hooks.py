@@ -16,14 +16,17 @@ from typing import TextIO
 import torch
 
 from hpn.data.base import SplitDataset, in_batches, iterate_batches
-from hpn.data.longtail import GROUPS
-from hpn.evaluation.transfer import transfer_report
+from hpn.evaluation.metrics import (
+    SHOT_GROUPS,
+    accuracy_from_counts,
+    macro_f1_from_counts,
+    prediction_counts,
+)
 from hpn.experiments.table import mean_sd, print_columns
 from hpn.files import atomic_write_json
 from hpn.prototypes import data_prior
-from hpn.training.reevaluate import evaluate_run
+from hpn.training.finished import evaluate_run, transfer_report
 from hpn.training.run import load_config, load_splits
-from hpn.training.trainer import class_counts, macro_f1_from_counts
 
 
 def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
@@ -61,16 +64,16 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
         z = torch.zeros(len(x), dims, dtype=torch.float64)
         z[:, : v.shape[1]] = (x - centre) @ v
         pred = (torch.nn.functional.normalize(z, dim=1) @ prototypes.T).argmax(1)
-        counts += class_counts(labels, pred, k)
+        counts += prediction_counts(labels, pred, k)
     return {
         "test_macro_f1": macro_f1_from_counts(*counts),
-        "test_accuracy": int(counts[0].sum()) / int(counts[1].sum()),
+        "test_accuracy": accuracy_from_counts(counts),
         "seconds": time.perf_counter() - start,
     }
 
 
 def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
-    """:func:`hpn.evaluation.transfer.transfer_report` of a run, kept beside it and read back."""
+    """:func:`hpn.training.run.transfer_report` of a run, kept beside it and read back."""
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     done = folder / f"transfer-{target}{suffix}.json"
     if done.is_file():
@@ -81,14 +84,14 @@ def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
 
 
 def shot_groups() -> str:
-    """The long-tail shot groups (:data:`hpn.data.longtail.GROUPS`) in words.
+    """The long-tail shot groups (:data:`hpn.evaluation.metrics.SHOT_GROUPS`) in words.
 
     >>> shot_groups()
     'many >= 101, medium 20-100, few 0-19'
     """
     return ", ".join(
         f"{name} >= {low}" if high == float("inf") else f"{name} {low}-{high}"
-        for name, (low, high) in GROUPS.items()
+        for name, (low, high) in SHOT_GROUPS.items()
     )
 
 
@@ -125,6 +128,6 @@ def convergence_table(rows: list[dict], out: TextIO | None, blog: dict) -> None:
 
 
 def evaluation_or_load(folder: Path, overrides: dict) -> dict:
-    """:func:`hpn.training.reevaluate.evaluate_run` of a run's test split with ``data.*``
+    """:func:`hpn.training.finished.evaluate_run` of a run's test split with ``data.*``
     overrides (e.g. ``{"data.options.degrade": 1}``), kept in the run folder and read back."""
     return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()])

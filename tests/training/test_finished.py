@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hpn.cli import main
-from hpn.training.reevaluate import evaluate_run, evaluation_tag
+from hpn.training.finished import evaluate_run, evaluation_tag
 from hpn.training.run import load_config, run
 
 CONFIG = """

@@ -1,4 +1,5 @@
-"""``hpn evaluate``: a finished run's best weights scored on its data seen another way.
+"""What a finished run is worth afterwards: its weights scored on its data seen another way
+(``hpn evaluate``), its frozen features on other data (``hpn transfer``).
 
 A run is selected and tested on the data its config names. To ask how the same weights fare
 on, say, scan-like renders of the held-out fonts (``data.options.degrade=1`` of the glyph
@@ -6,7 +7,8 @@ source), :func:`evaluate_run` rebuilds the run's network from ``config.json``, l
 ``best.pt`` and scores one split of the data loaded with ``data.*`` overrides. Nothing is
 trained and the run's own files are not changed: the scores go to
 ``evaluations/<tag>.json`` in the run folder, written atomically, and are read back by a
-second call.
+second call. :func:`transfer_report` reads the run's backbone for
+:func:`hpn.evaluation.transfer.transfer_scores` (``evaluation/`` never reads run folders).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from pathlib import Path
 from typing import cast
 
 import torch
+from torch import nn
 
+from hpn.data.base import DataSplits
+from hpn.data.registry import load_data
+from hpn.evaluation.transfer import transfer_scores
 from hpn.files import atomic_write_json
 from hpn.models import build_backbone
 from hpn.training.config import RunConfig, apply_overrides, from_dict
@@ -115,3 +121,48 @@ def evaluate_run(
     done.parent.mkdir(exist_ok=True)
     atomic_write_json(done, report)
     return report
+
+
+def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, RunConfig, DataSplits]:
+    """The backbone of a finished run (its best-validation weights), its config and data.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "best.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
+    cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
+    splits = load_splits(cfg)
+    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
+    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    backbone.load_state_dict(
+        {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    )
+    return backbone, cfg, splits
+
+
+def transfer_report(run_dir: str | Path, target: str, options: dict | None = None) -> dict:
+    """What a finished run's frozen features are worth on the data source ``target``
+    (:func:`hpn.evaluation.transfer.transfer_scores`): class separation on the run's own test
+    split and on the target's, and a linear probe fitted on the target's training split and
+    scored on its test split.
+
+    ``target`` is loaded with the run's seed unless ``options`` sets one, and must have the
+    input shape the backbone was trained on.
+    """
+    backbone, cfg, source = load_run_backbone(run_dir)
+    tgt = load_data(target, **{"seed": cfg.seed, **(options or {})})
+    if tuple(tgt.input_shape) != tuple(source.input_shape):
+        raise ValueError(
+            f"{target} inputs are {tuple(tgt.input_shape)} but the backbone was trained on "
+            f"{tuple(source.input_shape)}"
+        )
+    return {
+        "run": str(run_dir),
+        "head": cfg.head.kind,
+        "source": cfg.data.name,
+        "target": target,
+        **transfer_scores(backbone, source.test, tgt.train, tgt.test),
+    }
