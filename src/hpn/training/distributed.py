@@ -12,6 +12,7 @@ ranks; only rank 0 writes files.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -94,10 +95,14 @@ def init_from_env(device: str) -> tuple[Context, str]:
 def shutdown() -> None:
     """Leave the process group (a no-op when not distributed).
 
-    All ranks meet at a barrier first: a rank that tears gloo down while another still
-    talks to it can abort ("terminate called without an active exception").
+    A DistributedDataParallel wrapper that is no longer referenced but sits in a reference
+    cycle still holds the group; it is collected first, so the group is torn down here and
+    not while the interpreter exits (gloo's worker threads then abort the process:
+    "terminate called without an active exception"). All ranks then meet at a barrier, so no
+    rank tears gloo down while another still talks to it.
     """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
