@@ -14,10 +14,6 @@ import torch
 
 from hpn.data.base import DataSplits, TensorDataset
 
-# moved to hpn.evaluation.metrics; kept here for hpn.training.trainer, which imports it
-# from this module (that code is being moved on another branch)
-from hpn.evaluation.metrics import group_accuracy  # noqa: F401
-
 
 def examples_per_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Examples per class.

@@ -27,8 +27,9 @@ import yaml
 from torch import nn
 
 from hpn.data.base import DataSplits, in_batches, iterate_batches
-from hpn.data.longtail import group_accuracy, long_tailed
+from hpn.data.longtail import long_tailed
 from hpn.data.registry import load_data
+from hpn.evaluation.metrics import group_accuracy
 from hpn.models import build_backbone
 from hpn.training import distributed as dist_
 from hpn.training.checkpoint import (
