@@ -206,8 +206,7 @@ class MultiTaskBaseline(nn.Module):
         Args:
             features: (N, in_features) backbone features.
             target: a dict with ``"label"``, (N,) int64 class ids in [0, K), and
-                ``"value"``, (N,) regression targets in target units. The older call
-                ``loss(features, labels, values)`` (reduction ``"mean"``) is still accepted.
+                ``"value"``, (N,) regression targets in target units.
             reduction: ``"mean"``, ``"sum"`` or ``"none"``, applied to both terms.
 
         Returns:
@@ -219,8 +218,6 @@ class MultiTaskBaseline(nn.Module):
             >>> head.loss(torch.randn(4, 8), target, reduction="none").shape
             torch.Size([4])
         """
-        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
-            target, reduction = {"label": target, "value": reduction}, "mean"
         output = MultiTaskOutput(
             self.classifier.fc(features), self.regressor._loss_output(features)
         )

@@ -474,15 +474,12 @@ class MultiTaskHead(nn.Module):
         Args:
             features: (N, in_features) features, or (N, d) without a linear layer.
             target: a dict with ``"label"``, (N,) integers in [0, K), and ``"value"``, (N,)
-                regression targets. The older call ``loss(features, labels, values)``
-                (reduction ``"sum"``) is still accepted.
+                regression targets.
             reduction: ``"sum"`` (the paper), ``"mean"`` or ``"none"``, for both terms.
 
         Returns:
             A scalar, or (N,) per-example losses for ``"none"``.
         """
-        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
-            target, reduction = {"label": target, "value": reduction}, "sum"
         z = _outputs(self, features, "the head's")
         output = MultiTaskOutput(
             self.classifier._loss_output(z[:, 1:], target), self.regressor._loss_output(z)
