@@ -328,7 +328,7 @@ LIBRARY_CASES = {
     ),
     "multi-task head loss, float labels": (
         lambda: MultiTaskHead(P54, 0.0, 1.0).loss(
-            torch.randn(2, 5), torch.tensor([0.5, 1.0]), torch.zeros(2)
+            torch.randn(2, 5), {"label": torch.tensor([0.5, 1.0]), "value": torch.zeros(2)}
         ),
         "got dtype torch.float32 (0.5)",
     ),

@@ -79,7 +79,8 @@ def test_multitask_head_splits_axes_and_weights_losses():
     labels, y = torch.tensor([0, 3]), torch.tensor([180.0, 300.0])
     lc = F.prototype_loss(x[:, 1:], cls, labels)
     lr = F.regression_loss(x, torch.tensor([1.0, 0.0, 0.0]), y, 0.0, 360.0)
-    assert float(head.loss(x, labels, y)) == pytest.approx(float(0.25 * lc + 0.75 * lr), rel=1e-6)
+    loss = head.loss(x, {"label": labels, "value": y})
+    assert float(loss) == pytest.approx(float(0.25 * lc + 0.75 * lr), rel=1e-6)
 
 
 def test_replace_classifier_swaps_the_last_linear():
@@ -185,9 +186,9 @@ def test_head_losses_take_labels_as_a_list_or_array():
     cls = protos.generate(4, 2, method="orthoplex")
     head = MultiTaskHead(cls, lower=0.0, upper=360.0, in_features=5)
     x, labels, y = torch.randn(3, 5), [3, 0, 1], [10.0, 200.0, 90.0]
-    want = head.loss(x, torch.tensor(labels), torch.tensor(y))
-    assert torch.equal(head.loss(x, labels, y), want)
-    assert torch.equal(head.loss(x, np.array(labels), np.array(y)), want)
+    want = head.loss(x, {"label": torch.tensor(labels), "value": torch.tensor(y)})
+    assert torch.equal(head.loss(x, {"label": labels, "value": y}), want)
+    assert torch.equal(head.loss(x, {"label": np.array(labels), "value": np.array(y)}), want)
     clf = PrototypeClassifier(cls, in_features=5)
     clf.enable_dynamic_assignment()  # the class means take the labels too
     assert torch.equal(
@@ -308,7 +309,7 @@ def test_multitask_head_takes_the_neighbours_loss():
     head = MultiTaskHead(P, 0.0, 1.0, in_features=6, loss="neighbours", neighbours=3)
     assert head.classifier.neighbours.shape == (10, 3)
     x, y, v = torch.randn(5, 6), torch.randint(0, 10, (5,)), torch.rand(5)
-    assert torch.isfinite(head.loss(x, y, v))
+    assert torch.isfinite(head.loss(x, {"label": y, "value": v}))
 
 
 @pytest.mark.parametrize(

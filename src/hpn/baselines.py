@@ -9,6 +9,8 @@ reduction)`` with a loss object of :mod:`hpn.losses`, and ``predict``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -49,7 +51,9 @@ class SoftmaxClassifier(nn.Module):
         """
         return self.fc(features)
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "mean"
+    ) -> torch.Tensor:
         """Cross-entropy of the logits against the labels, computed in float32
         (:class:`~hpn.losses.SoftmaxCrossEntropyLoss`).
 
@@ -92,6 +96,8 @@ class MSERegressor(nn.Module):
 
     target_keys = ("value",)
 
+    bounds: torch.Tensor  # buffer, (2,) float64 [v_l, v_u]
+
     def __init__(self, in_features: int, lower: float, upper: float):
         super().__init__()
         F.regression_target(torch.zeros(1), lower, upper)  # validates the bounds
@@ -117,7 +123,9 @@ class MSERegressor(nn.Module):
         """
         return self.fc(features)[:, 0]
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "mean"
+    ) -> torch.Tensor:
         """Mean squared error between the output and the target scaled to [-1, 1]
         (:class:`~hpn.losses.ScaledMSELoss`).
 
@@ -189,15 +197,16 @@ class MultiTaskBaseline(nn.Module):
         """t, the cross-entropy's weight."""
         return self.criterion.task_weight
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "mean") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "mean"
+    ) -> torch.Tensor:
         """``t`` times the cross-entropy plus ``1 - t`` times the MSE, ``t = task_weight``
         (:class:`~hpn.losses.MultiTaskLoss`).
 
         Args:
             features: (N, in_features) backbone features.
             target: a dict with ``"label"``, (N,) int64 class ids in [0, K), and
-                ``"value"``, (N,) regression targets in target units. The older call
-                ``loss(features, labels, values)`` (reduction ``"mean"``) is still accepted.
+                ``"value"``, (N,) regression targets in target units.
             reduction: ``"mean"``, ``"sum"`` or ``"none"``, applied to both terms.
 
         Returns:
@@ -209,8 +218,6 @@ class MultiTaskBaseline(nn.Module):
             >>> head.loss(torch.randn(4, 8), target, reduction="none").shape
             torch.Size([4])
         """
-        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
-            target, reduction = {"label": target, "value": reduction}, "mean"
         output = MultiTaskOutput(
             self.classifier.fc(features), self.regressor._loss_output(features)
         )

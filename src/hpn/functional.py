@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -109,7 +109,7 @@ def check_finite(z: torch.Tensor) -> None:
 
 
 def as_labels(
-    labels, num: int, num_classes: int, device: torch.device | None = None
+    labels: Any, num: int, num_classes: int, device: torch.device | None = None
 ) -> torch.Tensor:
     """Labels as an (N,) long tensor, from a tensor, array or list of integer class indices.
 
@@ -134,14 +134,14 @@ def as_labels(
     if t.ndim != 1 or len(t) != num:
         raise ValueError(f"labels must have shape ({num},), got {tuple(t.shape)}")
     if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        bad = t[(t < 0) | (t >= num_classes)][0]
+        outside = t[(t < 0) | (t >= num_classes)][0]
         raise ValueError(
-            f"label {int(bad)} outside the {num_classes} classes [0, {num_classes - 1}]"
+            f"label {int(outside)} outside the {num_classes} classes [0, {num_classes - 1}]"
         )
     return t.long()
 
 
-def _checked(z: torch.Tensor, prototypes: torch.Tensor, labels) -> torch.Tensor:
+def _checked(z: torch.Tensor, prototypes: torch.Tensor, labels: Any) -> torch.Tensor:
     """Check (N, d) outputs against (K, d) prototypes; returns the (N,) long labels."""
     check_dims(z, _prototype_dims(prototypes))
     return as_labels(labels, len(z), len(prototypes), z.device)

@@ -12,7 +12,7 @@ a linear layer; other shapes are refused with a ``ValueError`` naming both sizes
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -109,7 +109,11 @@ def _classification_criterion(
     return loss
 
 
-def _outputs(head: nn.Module, features: torch.Tensor, whose: str) -> torch.Tensor:
+def _outputs(
+    head: PrototypeClassifier | PrototypeRegressor | MultiTaskHead,
+    features: torch.Tensor,
+    whose: str,
+) -> torch.Tensor:
     """z = head.proj(features), after checking features against ``head.in_features`` and z
     against ``head.dims`` (``whose`` d, in the message)."""
     width = getattr(head, "in_features", None)  # absent from heads pickled before it existed
@@ -170,6 +174,13 @@ class PrototypeClassifier(nn.Module):
     #: them.
     target_keys = ("label",)
 
+    # buffers (state_dict() keeps them), declared for the type checker
+    prototypes: torch.Tensor  # (K, d) unit rows, row c the prototype class c owns
+    neighbours: torch.Tensor | None  # (K, m) long, or None unless the loss is "neighbours"
+    proj: nn.Module
+    criterion: nn.Module
+    assignment: DynamicAssignment | None
+
     def __init__(
         self,
         prototypes: torch.Tensor,
@@ -224,7 +235,7 @@ class PrototypeClassifier(nn.Module):
     def _follow_assignment(self, old_perm: torch.Tensor) -> None:
         """Relabel the ``neighbours`` table after dynamic assignment moved prototypes between
         classes (``old_perm`` -> ``assignment.perm``), without a new neighbour search."""
-        if self.neighbours is None:
+        if self.neighbours is None or self.assignment is None:
             return
         arange = torch.arange(self.num_classes, device=old_perm.device)
         was = torch.empty_like(old_perm).scatter_(0, old_perm, arange)  # prototype -> old class
@@ -279,7 +290,9 @@ class PrototypeClassifier(nn.Module):
         """(N, K) cosine scores."""
         return self.embed(features) @ self.prototypes.to(features.dtype).T
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "sum"
+    ) -> torch.Tensor:
         """The loss object's value for a batch (:mod:`hpn.losses`).
 
         Args:
@@ -295,7 +308,7 @@ class PrototypeClassifier(nn.Module):
         z = _outputs(self, features, "the prototypes'")
         return self.criterion(self._loss_output(z, target), target, reduction)
 
-    def _loss_output(self, z: torch.Tensor, target) -> PrototypeOutput:
+    def _loss_output(self, z: torch.Tensor, target: Any) -> PrototypeOutput:
         """What the loss needs of (N, d) outputs ``z``; in training mode with dynamic
         assignment, ``z`` also goes into the class means."""
         if self.assignment is not None and self.training:
@@ -333,6 +346,12 @@ class PrototypeRegressor(nn.Module):
 
     target_keys = ("value",)
 
+    # buffers (state_dict() keeps them), declared for the type checker
+    pole: torch.Tensor  # (d,) unit upper pole p_u
+    bounds: torch.Tensor  # (2,) float64 [v_l, v_u]
+    proj: nn.Module
+    criterion: nn.Module
+
     def __init__(
         self,
         dims: int,
@@ -358,7 +377,9 @@ class PrototypeRegressor(nn.Module):
         z = _outputs(self, features, "the pole's")
         return F.cosine_to(z, self.pole.to(features.dtype))
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "sum"
+    ) -> torch.Tensor:
         """The loss object's value for a batch, by default the paper's (r - cos(z, p_u))^2.
 
         Args:
@@ -404,6 +425,9 @@ class MultiTaskHead(nn.Module):
 
     target_keys = ("label", "value")
 
+    proj: nn.Module
+    criterion: MultiTaskLoss
+
     def __init__(
         self,
         class_prototypes: torch.Tensor,
@@ -442,21 +466,20 @@ class MultiTaskHead(nn.Module):
         z = _outputs(self, features, "the head's")
         return self.classifier(z[:, 1:]), self.regressor(z)
 
-    def loss(self, features: torch.Tensor, target, reduction: F.Reduction = "sum") -> torch.Tensor:
+    def loss(
+        self, features: torch.Tensor, target: Any, reduction: F.Reduction = "sum"
+    ) -> torch.Tensor:
         """t L_c + (1 - t) L_r (:class:`~hpn.losses.MultiTaskLoss`).
 
         Args:
             features: (N, in_features) features, or (N, d) without a linear layer.
             target: a dict with ``"label"``, (N,) integers in [0, K), and ``"value"``, (N,)
-                regression targets. The older call ``loss(features, labels, values)``
-                (reduction ``"sum"``) is still accepted.
+                regression targets.
             reduction: ``"sum"`` (the paper), ``"mean"`` or ``"none"``, for both terms.
 
         Returns:
             A scalar, or (N,) per-example losses for ``"none"``.
         """
-        if not isinstance(reduction, str):  # the older form loss(features, labels, values)
-            target, reduction = {"label": target, "value": reduction}, "sum"
         z = _outputs(self, features, "the head's")
         output = MultiTaskOutput(
             self.classifier._loss_output(z[:, 1:], target), self.regressor._loss_output(z)

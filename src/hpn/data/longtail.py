@@ -14,10 +14,6 @@ import torch
 
 from hpn.data.base import DataSplits, TensorDataset
 
-# moved to hpn.evaluation.metrics; kept here for hpn.training.trainer, which imports it
-# from this module (that code is being moved on another branch)
-from hpn.evaluation.metrics import group_accuracy  # noqa: F401
-
 
 def examples_per_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Examples per class.
@@ -51,10 +47,9 @@ def long_tailed(splits: DataSplits, imbalance: float, seed: int = 0) -> DataSpli
     """
     if not (isinstance(imbalance, int | float) and 0.0 < imbalance <= 1.0):
         raise ValueError(f"imbalance must be in (0, 1], got {imbalance!r}")
-    train = splits.train
-    if not isinstance(train, TensorDataset) or "label" not in train.targets:
+    train, k = splits.train, splits.num_classes
+    if not isinstance(train, TensorDataset) or "label" not in train.targets or k is None:
         raise ValueError("a long-tailed split needs an in-memory labelled training set")
-    k = splits.num_classes
     labels = train.targets["label"]
     counts = examples_per_class(labels, k)
     if int(counts.min()) < 1:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpn.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # matplotlib is an optional extra (hpn[data]), imported when a plot is made
+    from matplotlib.figure import Figure
 
 
 def _pyplot():
@@ -27,7 +31,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())

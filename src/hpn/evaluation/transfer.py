@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from hpn.data.base import in_batches, iterate_batches
+from hpn.data.base import SplitDataset, in_batches, iterate_batches
 from hpn.functional import unit
 
 
 @torch.no_grad()
 def extract(
-    backbone: nn.Module, data: Dataset, batch_size: int = 256, device: str = "cpu"
+    backbone: nn.Module, data: SplitDataset, batch_size: int = 256, device: str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, F) float32 features of a frozen backbone (eval mode) and the (N,) labels."""
     backbone.eval().to(device)
@@ -119,7 +118,10 @@ def linear_probe(
 
 
 def transfer_scores(
-    backbone: nn.Module, source_test: Dataset, target_train: Dataset, target_test: Dataset
+    backbone: nn.Module,
+    source_test: SplitDataset,
+    target_train: SplitDataset,
+    target_test: SplitDataset,
 ) -> dict[str, float]:
     """Class separation of a frozen backbone's features on its own test split, and on another
     source's test split with a linear probe fitted on that source's training split.

@@ -7,10 +7,12 @@ were made) and :func:`generate` (just the tensor).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -67,7 +69,7 @@ class PrototypeSet:
     class_names: list[str] | None = None
     seconds: float = 0.0
 
-    def save(self, path, with_report: Report | None = None):
+    def save(self, path: str | os.PathLike, with_report: Report | None = None) -> Path:
         """Write ``path`` (.npy) and its JSON sidecar, atomically."""
         return save(
             path,
@@ -116,7 +118,7 @@ def auto_starts(num_classes: int) -> int:
 
 
 def _optimise(
-    num_classes: int, dims: int, seed: int, device, time_budget: float | None
+    num_classes: int, dims: int, seed: int, device: torch.device | str, time_budget: float | None
 ) -> tuple[torch.Tensor, dict]:
     if dims <= AUTO_LOW_DIMS and num_classes <= AUTO_DENSE_MAX and time_budget is None:
         starts = auto_starts(num_classes)
@@ -129,7 +131,7 @@ def _optimise(
 
 
 def _auto(
-    num_classes: int, dims: int, seed: int, device, time_budget: float | None
+    num_classes: int, dims: int, seed: int, device: torch.device | str, time_budget: float | None
 ) -> tuple[str, torch.Tensor, dict]:
     if num_classes <= dims + 1:
         return "simplex", closed_form.simplex(num_classes, dims), {"optimal": True}
@@ -284,7 +286,7 @@ def build(
 
 
 def generate(
-    num_classes: int, dims: int, method: str = "auto", seed: int = 0, **options
+    num_classes: int, dims: int, method: str = "auto", seed: int = 0, **options: Any
 ) -> torch.Tensor:
     """K unit prototypes in d dims as a float32 (K, d) tensor, deterministic for a seed.
 

@@ -30,7 +30,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -253,5 +253,5 @@ def _embedding(
     from hpn.prototypes import semantic
 
     with _named(spec, num_classes, dims):
-        p = semantic.embedding_prototypes(list(names), dims, cast(Embedder, model))
+        p = semantic.embedding_prototypes(list(names), dims, model)
     return ResolvedPrototypes(p, spec, class_informed=True)

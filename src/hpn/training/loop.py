@@ -81,7 +81,9 @@ class EpochLoss:
         return self.total / max(self.examples, 1)
 
 
-def _to(value, device: str):
+def _to(
+    value: torch.Tensor | dict[str, torch.Tensor], device: str
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """Move a tensor, or a dict of tensors, to ``device``."""
     if isinstance(value, dict):
         return {name: v.to(device) for name, v in value.items()}

@@ -23,15 +23,15 @@ import io
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from hpn import __version__
-from hpn.data.base import in_batches, iterate_batches
+from hpn.data.base import SplitDataset, in_batches, iterate_batches
 from hpn.evaluation import plots
 from hpn.files import atomic_write_json, atomic_write_text
 from hpn.heads import MultiTaskHead, PrototypeClassifier
@@ -121,7 +121,14 @@ class Recorder:
         if self.active:
             atomic_write_json(self.folder / "results.json", results)
 
-    def figures(self, net: nn.Module, test: Dataset, batch_size: int, device: str, log) -> None:
+    def figures(
+        self,
+        net: nn.Module,
+        test: SplitDataset,
+        batch_size: int,
+        device: str,
+        log: Callable[[str], None],
+    ) -> None:
         """Learning curves, and the test outputs on the sphere when the head's is S^2; a
         missing matplotlib is logged, not raised."""
         if not self.active:
@@ -149,7 +156,7 @@ def _sphere_parts(head: nn.Module) -> tuple[nn.Module, torch.Tensor] | None:
 
 @torch.no_grad()
 def sphere_outputs(
-    net: nn.Module, data: Dataset, batch_size: int, device: str
+    net: nn.Module, data: SplitDataset, batch_size: int, device: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(outputs (N, 3), labels (N,), prototypes (K, 3)) as numpy arrays when the head's
     output space is S^2, else None. ``net`` has ``backbone`` and ``head``; ``data`` is sized
@@ -161,7 +168,7 @@ def sphere_outputs(
     project, protos3 = parts
     net.eval()
     outs, labels = [], []
-    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):  # type: ignore[arg-type]
+    for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):
         outs.append(project(backbone(x.to(device))).cpu())
         labels.append(targets["label"])
     z, protos3 = torch.cat(outs), protos3.cpu()

@@ -18,17 +18,20 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import torch
 import yaml
 from torch import nn
 
 from hpn.data.base import DataSplits, in_batches, iterate_batches
-from hpn.data.longtail import group_accuracy, long_tailed
+from hpn.data.longtail import long_tailed
 from hpn.data.registry import load_data
+from hpn.evaluation.metrics import group_accuracy
+from hpn.heads import MultiTaskHead, PrototypeClassifier
 from hpn.models import build_backbone
 from hpn.training import distributed as dist_
 from hpn.training.checkpoint import (
@@ -45,7 +48,6 @@ from hpn.training.loop import (
     Batch,
     Watch,
     initial_assignment,
-    prototype_classifier,
     reassign,
     train_epoch,
 )
@@ -195,7 +197,7 @@ def _run(cfg: RunConfig, resume: bool, log: Callable[[str], None]) -> dict:
     return train(cfg, splits, backbone, resume=resume, log=log)
 
 
-def _silent(*_args) -> None:
+def _silent(*_args: object) -> None:
     """The log of ranks other than 0."""
 
 
@@ -204,7 +206,7 @@ def train(
     splits: DataSplits,
     backbone: nn.Module,
     resume: bool = False,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Train ``backbone`` + the configured head on ``splits``; returns the results dict.
 
@@ -231,7 +233,7 @@ def _train(
     splits: DataSplits,
     backbone: nn.Module,
     resume: bool,
-    log,
+    log: Callable[[str], None],
     ctx: dist_.Context,
 ) -> dict:
     """:func:`train` inside the run folder's lock (rank 0) with ``log`` silenced elsewhere."""
@@ -239,7 +241,8 @@ def _train(
     _check_folder(out, resume)
     check_finite_inputs(splits)
     seed_everything(cfg.seed)
-    head, head_info = build_head(cfg.head, splits, backbone.out_features)
+    # every backbone of hpn.models, and any other that `train` takes, says its feature width
+    head, head_info = build_head(cfg.head, splits, cast(int, backbone.out_features))
     net = Network(backbone, head, splits.task).to(cfg.device)
     opt = make_optimizer((p for p in net.parameters() if p.requires_grad), cfg.optim)
     sched = make_scheduler(opt, cfg.optim.schedule, cfg.optim.epochs)
@@ -291,26 +294,34 @@ def _check_folder(out: Path, resume: bool) -> None:
 
 
 def _first_assignment(
-    net: Network, splits: DataSplits, cfg: RunConfig, head_info: dict, ctx: dist_.Context, log
+    net: Network,
+    splits: DataSplits,
+    cfg: RunConfig,
+    head_info: dict,
+    ctx: dist_.Context,
+    log: Callable[[str], None],
 ) -> None:
     """Match classes to prototypes from the untrained network when the head asks for it.
 
     One pass over this rank's share of the training split in eval mode (no dropout, batch
     norm untouched, no random numbers drawn); ``head_info`` records how many classes moved.
     """
-    cls = prototype_classifier(net.head)
-    if not head_info.get("assignment", {}).get("init") or cls is None or cls.assignment is None:
+    head = net.head
+    if not isinstance(head, PrototypeClassifier | MultiTaskHead):
+        return
+    cls = head if isinstance(head, PrototypeClassifier) else head.classifier
+    if not head_info.get("assignment", {}).get("init") or cls.assignment is None:
         return
     was_training = net.training
     net.eval()
     mine = range(ctx.rank, len(splits.train), ctx.world)
     batches = iterate_batches(splits.train, in_batches(mine, cfg.optim.batch_size))
 
-    def outputs():
+    def outputs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, targets in batches:
-            z = net.head.proj(net.backbone(x.to(cfg.device)))
+            z = head.proj(net.backbone(x.to(cfg.device)))
             # multi-task: the class part of the shared output
-            yield (z if cls is net.head else z[:, 1:]), targets["label"]
+            yield (z if cls is head else z[:, 1:]), targets["label"]
 
     moved = initial_assignment(cls, outputs(), ctx)
     net.train(was_training)
@@ -394,7 +405,7 @@ def _finish(
     column: str,
     recorder: Recorder,
     ctx: dist_.Context,
-    log,
+    log: Callable[[str], None],
 ) -> dict:
     """Evaluate the best-validation model on the test split once; record the results."""
     oc, out = cfg.optim, Path(cfg.out_dir)

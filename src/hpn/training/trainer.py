@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from hpn import assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
-from hpn.data.base import DataSplits, in_batches, iterate_batches
+from hpn.data.base import DataSplits, SplitDataset, in_batches, iterate_batches
 from hpn.evaluation.metrics import EpochMetrics, MetricCounts
+from hpn.functional import Reduction
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 from hpn.training import distributed as dist_
 from hpn.training.config import HeadConfig
+
+#: The heads :func:`build_head` makes (:mod:`hpn.heads`, :mod:`hpn.baselines`).
+Head = (
+    PrototypeClassifier
+    | PrototypeRegressor
+    | MultiTaskHead
+    | SoftmaxClassifier
+    | MSERegressor
+    | MultiTaskBaseline
+)
 
 
 class Network(nn.Module):
@@ -28,7 +38,10 @@ class Network(nn.Module):
     the task; ``task`` is kept for the metrics.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, task: str):
+    backbone: nn.Module
+    head: Head
+
+    def __init__(self, backbone: nn.Module, head: Head, task: str):
         super().__init__()
         self.backbone, self.head, self.task = backbone, head, task
 
@@ -36,15 +49,15 @@ class Network(nn.Module):
         self,
         x: torch.Tensor,
         targets: dict[str, torch.Tensor] | None = None,
-        reduction: str = "mean",
-    ):
+        reduction: Reduction = "mean",
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Head scores, or with ``targets`` the loss (so that DDP's forward computes it)."""
         if targets is not None:
             return self.loss(x, targets, reduction)
         return self.head(self.backbone(x))
 
     def loss(
-        self, x: torch.Tensor, targets: dict[str, torch.Tensor], reduction: str
+        self, x: torch.Tensor, targets: dict[str, torch.Tensor], reduction: Reduction
     ) -> torch.Tensor:
         """The head's loss of a batch: ``targets`` holds ``label`` and/or ``value`` (N,)."""
         return self.head.loss(self.backbone(x), targets, reduction)
@@ -53,11 +66,11 @@ class Network(nn.Module):
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"label": (N,)}``, ``{"value": (N,)}`` or both: the head's ``target_keys``."""
         out = self.head.predict(self.backbone(x))
-        keys = self.head.target_keys
-        return dict(zip(keys, out if len(keys) > 1 else (out,), strict=True))
+        parts = out if isinstance(out, tuple) else (out,)
+        return dict(zip(self.head.target_keys, parts, strict=True))
 
 
-def train_values(dataset: Dataset) -> torch.Tensor:
+def train_values(dataset: SplitDataset) -> torch.Tensor:
     """All regression targets of a dataset (from its target table when it has one)."""
     targets = getattr(dataset, "targets", None)
     if isinstance(targets, dict) and "value" in targets:
@@ -74,24 +87,39 @@ def _resolve_prototypes(
     data prior reads the training split in batches of 4,096."""
     batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
     return protos.resolve(
-        cfg.prototypes, splits.num_classes, dims, default_dims=default,
+        cfg.prototypes, _num_classes(splits), dims, default_dims=default,
         train=((x, targets["label"]) for x, targets in batches), names=splits.class_names,
         seed=cfg.prototype_seed, spread_steps=cfg.spread_steps,
     )  # fmt: skip
 
 
-def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[nn.Module, dict]:
+def _num_classes(splits: DataSplits) -> int:
+    """K of a source with labels (classification or multi-task)."""
+    if splits.num_classes is None:
+        raise ValueError(f"a {splits.task} source must give num_classes")
+    return splits.num_classes
+
+
+def _regression_bounds(splits: DataSplits) -> tuple[float, float]:
+    """(v_l, v_u), the smallest and largest training regression target."""
+    lower, upper = (float(v) for v in torch.aminmax(train_values(splits.train)))
+    if not upper > lower:
+        raise ValueError(f"all training regression targets equal {lower}")
+    return lower, upper
+
+
+def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[Head, dict]:
     """The head the config asks for, with its prototypes and regression bounds."""
-    task, k = splits.task, splits.num_classes
+    task = splits.task
     info: dict = {"kind": cfg.kind}
+    lower = upper = 0.0  # the regression bounds, set below for a task with values
     if task != "classification":
-        lower, upper = (float(v) for v in torch.aminmax(train_values(splits.train)))
-        if not upper > lower:
-            raise ValueError(f"all training regression targets equal {lower}")
+        lower, upper = _regression_bounds(splits)
         info["bounds"] = [lower, upper]
     if cfg.kind == "softmax" and task == "classification":
-        return SoftmaxClassifier(in_features, k), info
+        return SoftmaxClassifier(in_features, _num_classes(splits)), info
     if cfg.kind in ("softmax", "mse") and task == "multitask":
+        k = _num_classes(splits)
         return MultiTaskBaseline(in_features, k, lower, upper, cfg.task_weight), info
     if cfg.kind == "mse" and task == "regression":
         return MSERegressor(in_features, lower, upper), info
@@ -99,35 +127,54 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[n
         raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
     info["output_norm"] = cfg.output_norm
     if task == "regression":
-        head = PrototypeRegressor(
+        regressor = PrototypeRegressor(
             cfg.dims or 2, lower, upper, in_features=in_features, output_norm=cfg.output_norm
         )
-        return head, info
+        return regressor, info
     if task == "classification":
-        resolved = _resolve_prototypes(cfg, splits, cfg.dims, default=k)
-        p, info["prototypes"] = resolved.prototypes, resolved.record()
-        head = PrototypeClassifier(
-            p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm,
-            neighbours=cfg.neighbours, random_negatives=cfg.random_negatives,
-        )  # fmt: skip
-        info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
-        if head.neighbours is not None:
-            info["loss"]["neighbours"] = head.neighbours.shape[1]
-            info["loss"]["random_negatives"] = head.random_negatives
-        info["assignment"] = _assignment(head, cfg, resolved.class_informed)
-        return head, info
+        return _prototype_classifier(cfg, splits, in_features, info), info
+    return _multitask_head(cfg, splits, in_features, (lower, upper), info), info
+
+
+def _prototype_classifier(
+    cfg: HeadConfig, splits: DataSplits, in_features: int, info: dict
+) -> PrototypeClassifier:
+    """A classification head on the resolved prototypes; records them, the loss and the
+    assignment in ``info``."""
+    resolved = _resolve_prototypes(cfg, splits, cfg.dims, default=_num_classes(splits))
+    p, info["prototypes"] = resolved.prototypes, resolved.record()
+    head = PrototypeClassifier(
+        p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm,
+        neighbours=cfg.neighbours, random_negatives=cfg.random_negatives,
+    )  # fmt: skip
+    info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
+    if head.neighbours is not None:
+        info["loss"]["neighbours"] = head.neighbours.shape[1]
+        info["loss"]["random_negatives"] = head.random_negatives
+    info["assignment"] = _assignment(head, cfg, resolved.class_informed)
+    return head
+
+
+def _multitask_head(
+    cfg: HeadConfig,
+    splits: DataSplits,
+    in_features: int,
+    bounds: tuple[float, float],
+    info: dict,
+) -> MultiTaskHead:
+    """A multi-task head: axis 0 for the regression, the prototypes in the other d - 1."""
     dims = cfg.dims or 3
     if dims < 3:
         raise ValueError(f"a multi-task head needs dims >= 3 (one axis for regression), got {dims}")
     resolved = _resolve_prototypes(cfg, splits, dims - 1)
     p, info["prototypes"] = resolved.prototypes, resolved.record()
     head = MultiTaskHead(
-        p, lower, upper, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
+        p, *bounds, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
         output_norm=cfg.output_norm, neighbours=cfg.neighbours,
         random_negatives=cfg.random_negatives,
     )  # fmt: skip
     info["assignment"] = _assignment(head.classifier, cfg, resolved.class_informed)
-    return head, info
+    return head
 
 
 def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> dict:
@@ -152,10 +199,10 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> d
 @torch.no_grad()
 def evaluate(
     net: Network,
-    data: Dataset,
+    data: SplitDataset,
     batch_size: int,
     device: str,
-    reduction: str,
+    reduction: Reduction,
     ctx: dist_.Context | None = None,
 ) -> EpochMetrics:
     """Mean loss per example, accuracy, macro F1 and mean absolute error over a dataset.
