@@ -271,6 +271,23 @@ def test_data_prior_prototypes_and_softmax_scale_options():
         HPNClassifier(prototypes="nonsense").fit(X, y)
 
 
+def test_neighbour_loss_learns_many_classes_with_the_data_prior():
+    # 60 classes: each example's loss sees its class, its 32 nearest prototypes and the
+    # batch's random ones, never all 60 cosines
+    rng = np.random.default_rng(0)
+    k = 60
+    y = np.repeat(np.arange(k), 12)
+    X = 3 * rng.normal(size=(k, 16))[y] + 0.5 * rng.normal(size=(len(y), 16))
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf = HPNClassifier(
+        prototypes="data", prototype_dims=16, loss="neighbours", max_iter=40, random_state=0
+    ).fit(X[::2], y[::2])
+    head = clf.model_.head
+    assert head.loss_kind == "neighbours" and head.neighbours.shape == (k, 32)
+    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbours", "scale": 20.0}
+    assert clf.score(X[1::2], y[1::2]) > 0.9  # chance: 1 / 60
+
+
 def test_defaults_switch_to_the_data_prior_above_101_classes():
     from hpn.prototypes import data_prior
     from hpn.sklearn import default_recipe

@@ -117,8 +117,11 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         n_jobs: torch threads while fitting and predicting: None -> 1, k, or -1 for all CPUs
             (see the module docstring). Results can differ in the last bits between thread
             counts.
-        loss: ``"paper"``, (1 - cos(z, p_y))^2, or ``"softmax"``, cross-entropy over scaled
-            cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`).
+        loss: ``"paper"``, (1 - cos(z, p_y))^2; ``"softmax"``, cross-entropy over scaled
+            cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`); or
+            ``"neighbours"``, the same over the target's 32 nearest prototypes and 256 random
+            ones (:func:`hpn.functional.neighbour_softmax_loss`), whose cost does not grow
+            with K: for label spaces where K cosines per example are too many.
             None: ``"softmax"`` with the ``"data"`` prototypes, else ``"paper"``
             (:func:`default_recipe`).
         assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (match
@@ -126,7 +129,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
             prototypes already belong to their classes (``"data"``, ``"semantic"``,
             embeddings, a file or an array), then re-match after every epoch from the running
             class means, :mod:`hpn.assignment`).
-        scale: the softmax loss's scale s; None: 20 with the ``"data"`` prototypes
+        scale: the softmax losses' scale s; None: 20 with the ``"data"`` prototypes
             (:data:`hpn.prototypes.data_prior.COSINE_SCALE`), else
             :func:`hpn.functional.default_scale` of K.
         output_norm: ``"none"`` (the paper) or ``"batchnorm"``, a batch norm on the output z
@@ -219,10 +222,12 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         data = isinstance(spec, str) and spec == "data"
         if loss is None:
             loss = "softmax" if data else "paper"
-        if loss not in ("paper", "softmax"):
-            raise ValueError(f"{name}: loss must be 'paper' or 'softmax', got {loss!r}")
+        if loss not in ("paper", "softmax", "neighbours"):
+            raise ValueError(
+                f"{name}: loss must be 'paper', 'softmax' or 'neighbours', got {loss!r}"
+            )
         scale = self.scale
-        if scale is None and loss == "softmax" and data:
+        if scale is None and loss in ("softmax", "neighbours") and data:
             scale = COSINE_SCALE
         return spec, loss, scale
 
@@ -309,7 +314,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         self.recipe_ = {
             "prototypes": os.fspath(spec) if isinstance(spec, str | os.PathLike) else "given",
             "loss": head.loss_kind,
-            "scale": head.scale if head.loss_kind == "softmax" else None,
+            "scale": head.scale if head.loss_kind != "paper" else None,
         }
         return self
 
