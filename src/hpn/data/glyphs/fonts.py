@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # fontTools is optional (it comes with matplotlib, the data extra)
+if TYPE_CHECKING:  # fontTools is optional (the data extra)
     from fontTools.ttLib import TTFont
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
