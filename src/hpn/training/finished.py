@@ -46,10 +46,28 @@ def evaluation_tag(overrides: Sequence[str], split: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts))
 
 
-def _check(run_dir: Path, overrides: Sequence[str], split: str) -> None:
+def _require_finished(run_dir: Path) -> None:
     for name in ("config.json", "best.pt"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
+
+
+def _read_run(
+    run_dir: Path, overrides: Sequence[str] = ()
+) -> tuple[RunConfig, DataSplits, nn.Module, dict]:
+    """A finished run's config (with ``overrides``), its data, a fresh backbone of its shape
+    and the ``best.pt`` state dict of the whole network (keys ``backbone.*``, ``head.*``)."""
+    _require_finished(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    cfg = from_dict(RunConfig, apply_overrides(saved, list(overrides)))
+    splits = load_splits(cfg)
+    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
+    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    return cfg, splits, backbone, state
+
+
+def _check(run_dir: Path, overrides: Sequence[str], split: str) -> None:
+    _require_finished(run_dir)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     for item in overrides:
@@ -89,14 +107,10 @@ def evaluate_run(
     if done.is_file():
         return json.loads(done.read_text())
     start = time.perf_counter()
-    saved = json.loads((run_dir / "config.json").read_text())
-    cfg = from_dict(RunConfig, apply_overrides(saved, overrides))
-    splits = load_splits(cfg)
+    cfg, splits, backbone, state = _read_run(run_dir, overrides)
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
     head, _ = build_head(cfg.head, splits, cast(int, backbone.out_features))
     net = Network(backbone, head, splits.task)
-    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
@@ -129,14 +143,7 @@ def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, RunConfig, DataSp
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
     """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
-    cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
-    splits = load_splits(cfg)
-    backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
-    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    cfg, splits, backbone, state = _read_run(Path(run_dir))
     backbone.load_state_dict(
         {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     )
