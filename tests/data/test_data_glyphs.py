@@ -244,6 +244,49 @@ def test_a_few_copied_glyphs_are_dropped(tmp_path, fonts):
     assert not train & {x.numpy().tobytes() for x in data.test.inputs}
 
 
+def subset_font(path: Path, characters: str) -> TTFont:
+    font = TTFont(path)
+    subsetter = subset.Subsetter(subset.Options(name_IDs=["*"]))
+    subsetter.populate(unicodes=[ord(c) for c in parse_characters(characters)])
+    subsetter.subset(font)
+    return font
+
+
+def test_the_style_group_stays_out_of_training_and_is_the_second_test(tmp_path, fonts):
+    # cmtt10 cut down to the capitals: a style font that draws half the candidates
+    folder = folder_with(
+        tmp_path, fonts, drop=["cmtt10.ttf"], cmtt10=subset_font(fonts / "cmtt10.ttf", "A-Z")
+    )
+    cache = tmp_path / "cache"
+    plain = load(folder, cache, num_classes=None)
+    fonts_test = load(folder, cache, num_classes=None, style_fonts=["cmtt10"])
+    styles_test = load(folder, cache, num_classes=None, style_fonts=["cmtt10"], test_group="styles")
+    designs = styles_test.info["designs"]
+    assert designs["style"] == {"cmtt10": 1} and "cmtt10" not in designs["train"]
+    assert "cmtt10" in plain.info["designs"]["train"]
+    # the style fonts do not limit the candidates, and the group tested changes only the
+    # test split
+    assert styles_test.info["candidates"] == fonts_test.info["candidates"] == 52
+    assert styles_test.class_names == fonts_test.class_names == plain.class_names
+    assert torch.equal(styles_test.train.inputs, fonts_test.train.inputs)
+    assert torch.equal(styles_test.val.inputs, fonts_test.val.inputs)
+    assert torch.equal(fonts_test.test.inputs, plain.test.inputs)
+    assert len(fonts_test.train) == len(plain.train) - 26
+    # the style test: one image per capital the style font draws, none seen in training
+    labels = styles_test.test.targets["label"].tolist()
+    assert sorted(styles_test.class_names[i] for i in labels) == UPPER
+    assert styles_test.info["style"] == {"images": 26, "classes": 26}
+    train = {x.numpy().tobytes() for x in styles_test.train.inputs}
+    assert not train & {x.numpy().tobytes() for x in styles_test.test.inputs}
+    assert styles_test.info["test_group"] == "styles" and plain.info["style_fonts"] == []
+
+
+def test_default_style_fonts_exist_for_ideographs_only(tmp_path, fonts):
+    assert "LXGW WenKai" in glyphs.STYLE_FONTS["cjk"]
+    with pytest.raises(ValueError, match="have no default style_fonts"):
+        load(fonts, tmp_path, style_fonts="default")
+
+
 # --------------------------------------------------------------------------- the splits
 
 
@@ -365,6 +408,11 @@ def test_characters_no_font_draws(tmp_path, fonts):
         ({"size": 4}, "size must be an int >= 8"),
         ({"min_train_fonts": 0}, "min_train_fonts must be an int >= 1"),
         ({"degrade": -1}, r"degrade must be a strength in \[0, 3\]"),
+        ({"test_group": "styles"}, "test_group='styles' needs style_fonts"),
+        ({"test_group": "both"}, "test_group must be one of fonts, styles, got 'both'"),
+        ({"style_fonts": "cmtt10"}, "style_fonts must be a list of family-name substrings"),
+        ({"style_fonts": ["Nonesuch"]}, "style_fonts entry 'Nonesuch' matches no installed"),
+        ({"style_fonts": ["Serif"]}, "style font 'Serif' .* is the same design as a test font"),
     ],
 )
 def test_bad_options(tmp_path, fonts, options, message):

@@ -371,6 +371,9 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     kept = runs / "k5-softmax-s0" / "evaluations" / "test-std=0.6.json"
     assert rows[3]["degraded_accs"] == [json.loads(kept.read_text())["accuracy"]]
     assert "test accuracy, data.options.std=0.6" in out.getvalue()
+    # the style-group column is blank for runs trained without data.options.style_fonts
+    assert all(r["style_accs"] == [None] for r in rows)
+    assert "| test accuracy, data.options.test_group=styles |" in out.getvalue()
     head = json.loads((runs / "k5-d2-data-neighbours-batchnorm-s0" / "head.json").read_text())
     assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbours"
     assert head["output_norm"] == "batchnorm"

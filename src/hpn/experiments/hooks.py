@@ -131,3 +131,11 @@ def evaluation_or_load(folder: Path, overrides: dict) -> dict:
     """:func:`hpn.training.finished.evaluate_run` of a run's test split with ``data.*``
     overrides (e.g. ``{"data.options.degrade": 1}``), kept in the run folder and read back."""
     return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()])
+
+
+def style_evaluation(folder: Path, overrides: dict) -> dict:
+    """:func:`evaluation_or_load` of a glyphs run on its second held-out group (``overrides``
+    such as ``{"data.options.test_group": "styles"}``); empty (a blank cell) for a run
+    trained without ``data.options.style_fonts``, whose style designs were in training."""
+    options = json.loads((folder / "config.json").read_text())["data"].get("options", {})
+    return evaluation_or_load(folder, overrides) if options.get("style_fonts") else {}

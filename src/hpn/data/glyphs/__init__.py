@@ -16,7 +16,8 @@ How the data stays honest:
   copies) and render once. Clones and faces of one family name (weights, widths) form one
   *design*: the unit that ``min_train_fonts`` counts and that is held out. Each clone
   group of a design gives one image per character.
-* A design holding a validation or test face is held out; a training design with a face
+* A design holding a validation, test or style face (``style_fonts``: a second held-out
+  group of distant styles, see :data:`STYLE_FONTS`) is held out; a training design with a face
   that renders more than :data:`MAX_SHARED_PROBES` probes (nearly, :data:`NEAR`) like a
   held-out face is left out; a training image identical to a held-out image of its class,
   or repeating another image of its class, is dropped.
@@ -45,7 +46,7 @@ from hpn.data.glyphs.fonts import (
     find_font_files,
 )
 from hpn.data.glyphs.render import PARALLEL_MIN_GLYPHS, default_cache_dir, render_glyph
-from hpn.data.glyphs.source import HELD_OUT_FONTS, load_glyphs
+from hpn.data.glyphs.source import HELD_OUT_FONTS, STYLE_FONTS, TEST_GROUPS, load_glyphs
 
 __all__ = [
     "APT_PACKAGES",
@@ -58,6 +59,8 @@ __all__ = [
     "PARALLEL_MIN_GLYPHS",
     "PROBES",
     "PROBE_SIZE",
+    "STYLE_FONTS",
+    "TEST_GROUPS",
     "GlyphAugment",
     "charstring_draws",
     "default_cache_dir",

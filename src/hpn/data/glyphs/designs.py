@@ -14,6 +14,7 @@ PROBES = 128  # probe characters rendered by every face to find identical design
 PROBE_SIZE = 32
 MAX_SHARED_PROBES = 2  # probes a training face may render (nearly) like a held-out face
 NEAR = 3.0  # "nearly alike": mean absolute difference in grey levels (of 255) per pixel
+HELD_OUT_SPLITS = ("val", "test", "style")  # the splits of held-out designs
 
 
 def _probe_chars(chars: list[str], drawn: np.ndarray) -> list[str]:
@@ -128,12 +129,13 @@ def _held_out(
     hashes: np.ndarray,
     val_fonts: Sequence[str],
     test_fonts: Sequence[str],
+    style_fonts: Sequence[str] = (),
 ) -> tuple[dict[int, str], dict[int, str]]:
-    """Design id -> "val" / "test" for the held-out fonts' designs, and design id -> why
-    for training designs left out for rendering more than :data:`MAX_SHARED_PROBES`
-    probes (nearly) like a held-out face."""
+    """Design id -> "val" / "test" / "style" for the held-out fonts' designs, and design
+    id -> why for training designs left out for rendering more than
+    :data:`MAX_SHARED_PROBES` probes (nearly) like a held-out face."""
     role: dict[int, str] = {}
-    for split, patterns in (("val", val_fonts), ("test", test_fonts)):
+    for split, patterns in (("val", val_fonts), ("test", test_fonts), ("style", style_fonts)):
         for pattern in patterns:
             hits = [i for i, face in enumerate(faces) if _matches(face, [pattern])]
             if not hits:
@@ -165,10 +167,10 @@ def _drop_copies(split: np.ndarray, labels: np.ndarray, digests: np.ndarray) -> 
     """Mark (in place) training images identical to a held-out image of their class as
     ``"copy"``, then repeats of an image of a class within a split as ``"duplicate"``."""
     key = digests ^ (labels.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    copy = (split == "train") & np.isin(key, key[(split == "val") | (split == "test")])
+    copy = (split == "train") & np.isin(key, key[np.isin(split, HELD_OUT_SPLITS)])
     split[copy] = "copy"
     duplicates = 0
-    for name in ("train", "val", "test"):
+    for name in ("train", *HELD_OUT_SPLITS):
         rows = np.flatnonzero(split == name)
         repeat = np.ones(len(rows), bool)
         repeat[np.unique(key[rows], return_index=True)[1]] = False

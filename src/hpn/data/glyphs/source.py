@@ -38,6 +38,15 @@ HELD_OUT_FONTS = {
 }
 
 
+#: Default second held-out group (``style_fonts="default"``) per character set: designs far
+#: from the training styles (handwriting, brush, pixel, rounded), held out of training and
+#: validation as a group and scored with ``test_group="styles"``.
+STYLE_FONTS = {
+    "cjk": ("LXGW WenKai", "Klee One", "KouzanBrushFont", "Unifont", "DotGothic16", "cwTeXYen"),
+}
+TEST_GROUPS = ("fonts", "styles")
+
+
 def _default_held_out(
     spec: object,
     chars: list[str],
@@ -63,6 +72,30 @@ def _default_held_out(
     return list(val_fonts), list(test_fonts)
 
 
+def _style_group(
+    spec: object, chars: list[str], style_fonts: Sequence[str] | str, test_group: str
+) -> list[str]:
+    """The style fonts as a list (``"default"``: :data:`STYLE_FONTS` of the character set),
+    checked against ``test_group``."""
+    if test_group not in TEST_GROUPS:
+        raise ValueError(f"test_group must be one of {', '.join(TEST_GROUPS)}, got {test_group!r}")
+    if style_fonts == "default":
+        points = [ord(c) for c in chars]
+        for name, (first, last) in CHARACTER_SETS.items():
+            if name in STYLE_FONTS and first <= min(points) and max(points) <= last:
+                style_fonts = STYLE_FONTS[name]
+                break
+        else:
+            raise ValueError(f"characters {spec!r} have no default style_fonts; name them")
+    if isinstance(style_fonts, str) or not all(isinstance(v, str) and v for v in style_fonts):
+        raise ValueError(
+            f"style_fonts must be a list of family-name substrings or 'default', got {style_fonts!r}"
+        )
+    if test_group == "styles" and not style_fonts:
+        raise ValueError("test_group='styles' needs style_fonts (a list, or 'default')")
+    return list(style_fonts)
+
+
 def load_glyphs(
     characters: str = "cjk",
     num_classes: int | None = 1000,
@@ -73,6 +106,8 @@ def load_glyphs(
     seed: int = 0,
     font_dirs: Sequence[str | os.PathLike] | None = None,
     exclude_fonts: Sequence[str] = (),
+    style_fonts: Sequence[str] | str = (),
+    test_group: str = "fonts",
     cache_dir: str | os.PathLike | None = None,
     augment: bool = False,
     degrade: float = 0.0,
@@ -81,6 +116,12 @@ def load_glyphs(
     """Characters rendered from installed fonts: one class per character, one image per
     rendering of it; training designs in ``train``, held-out fonts' designs in ``val`` and
     ``test``.
+
+    Two held-out groups can be tested: the ``test_fonts`` (standard designs that draw every
+    candidate) and the ``style_fonts`` (designs far from the training styles, each scored
+    on the classes it draws). The classes and the training split do not depend on which one
+    ``test_group`` picks, so one trained network is scored on both (``hpn evaluate RUN --set
+    data.options.test_group=styles``).
 
     A character is a candidate when at least ``min_train_fonts`` training designs draw it
     and every entry of ``val_fonts`` and ``test_fonts`` draws it; ``num_classes`` of them
@@ -105,6 +146,12 @@ def load_glyphs(
         seed: seed of the class draw and of the degradation.
         font_dirs: folders (searched recursively) or font files; default :data:`FONT_DIRS`.
         exclude_fonts: family-name substrings of faces to leave out entirely.
+        style_fonts: family-name substrings of a second held-out group, or ``"default"``
+            (:data:`STYLE_FONTS`: for CJK ideographs, handwriting, brush, pixel and rounded
+            designs). Their designs never train or validate, and they do not limit the
+            candidate characters: each renders the classes it draws.
+        test_group: ``"fonts"``: the test split is the ``test_fonts``' renders;
+            ``"styles"``: the ``style_fonts``' renders.
         cache_dir: default :func:`default_cache_dir`.
         augment: use :class:`GlyphAugment` as the transform of the training split (per
             item, each time it is read); val and test stay as rendered.
@@ -128,12 +175,13 @@ def load_glyphs(
     """
     chars = _check_options(characters, num_classes, min_train_fonts, size, degrade)
     val_fonts, test_fonts = _default_held_out(characters, chars, val_fonts, test_fonts)
+    style_fonts = _style_group(characters, chars, style_fonts, test_group)
     workers = _available_cpus() if workers is None else workers
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     dirs, files, manifest = _font_files(font_dirs)
     found = _find_designs(files, manifest, chars, cache, workers, exclude_fonts, characters, dirs)
     found.role, found.excluded = _held_out(
-        found.faces, found.design, found.probes, found.hashes, val_fonts, test_fonts
+        found.faces, found.design, found.probes, found.hashes, val_fonts, test_fonts, style_fonts
     )
     candidates = _candidates(
         found, val_fonts + test_fonts, min_train_fonts, num_classes, characters
@@ -142,7 +190,8 @@ def load_glyphs(
     picked = np.sort(np.random.default_rng(seed).choice(candidates, k, replace=False))
     classes = [chars[i] for i in picked]
     made = _render_classes(found, picked, classes, size, manifest, cache, workers)
-    splits = [_dataset(made, name, degrade, seed) for name in ("train", "val", "test")]
+    tested = "style" if test_group == "styles" else "test"
+    splits = [_dataset(made, name, degrade, seed) for name in ("train", "val", tested)]
     if augment:
         splits[0].transform = GlyphAugment()
     info = {
@@ -157,6 +206,8 @@ def load_glyphs(
         "fonts": _font_counts(found, len(files)),
         "val_fonts": val_fonts,
         "test_fonts": test_fonts,
+        "style_fonts": style_fonts,
+        "test_group": test_group,
         **_describe(found, made, splits, k, augment, degrade),
     }
     train, val, test = splits
@@ -340,11 +391,12 @@ def _render_classes(
 
 
 def _dataset(made: _Renders, name: str, degrade: float, seed: int) -> TensorDataset:
-    """The images of one split; val and test degraded with their own seeds."""
+    """The images of one split (``train``, ``val``, ``test`` or ``style``); the held-out
+    ones degraded with the seed of their role (validation or test)."""
     rows = np.flatnonzero(made.split == name)
     x = torch.from_numpy(made.images[rows]).unsqueeze(1)
     if name != "train" and degrade > 0:
-        x = degrade_images(x, float(degrade), seed=2 * seed + (name == "test"))
+        x = degrade_images(x, float(degrade), seed=2 * seed + (name != "val"))
     return TensorDataset(x, {"label": torch.from_numpy(made.labels[rows])})
 
 
@@ -362,6 +414,7 @@ def _design_lists(found: _Designs) -> dict[str, Any]:
         "train": listing(found.train_designs),
         "val": listing(d for d, r in found.role.items() if r == "val"),
         "test": listing(d for d, r in found.role.items() if r == "test"),
+        "style": listing(d for d, r in found.role.items() if r == "style"),
         "excluded": sorted(found.excluded.values()),
     }
 
@@ -386,9 +439,11 @@ def _describe(
     """The ``info`` entries about designs, counts, removals, the transform, renders and
     caches."""
     per_class = np.bincount(made.labels[made.split == "train"], minlength=k)
+    styled = made.split == "style"
     return {
         "designs": _design_lists(found),
         "counts": dict(zip(("train", "val", "test"), map(len, splits), strict=True)),
+        "style": {"images": int(styled.sum()), "classes": len(np.unique(made.labels[styled]))},
         "train_images_per_class": {"min": int(per_class.min()), "max": int(per_class.max())},
         "removed": made.removed,
         "augment": repr(splits[0].transform) if augment else None,
