@@ -353,23 +353,26 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     out = io.StringIO()
     runs = tmp_path / "g"
     rows = sweep.run_sweep(
-        "glyphs", config=str(cfg), classes="3,5", dims="2", heads="auto-paper,data-neighbours-batchnorm",
+        "glyphs", config=str(cfg), classes="3,5", dims="2",
+        heads="auto-paper,data-neighbours-batchnorm,auto-softmax-dynamic",
         degraded=["data.options.std=0.6"], seeds=(0,), out_dir=str(runs), out=out,
     )  # fmt: skip
     paper, neighbours = "HPN d = 2, auto-paper", "HPN d = 2, data-neighbours-batchnorm"
+    dynamic = "HPN d = 2, auto-softmax-dynamic"
     assert [(r["K"], r["model"]) for r in rows] == [
-        (3, "softmax"), (3, paper), (3, neighbours), (5, "softmax"), (5, paper), (5, neighbours),
+        (3, "softmax"), (3, paper), (3, neighbours), (3, dynamic),
+        (5, "softmax"), (5, paper), (5, neighbours), (5, dynamic),
     ]  # fmt: skip
     # the heads' parameters: softmax Linear(16, K); HPN Linear(16, 2), whatever K, plus
     # the batch norm's scale and shift (2 x 2)
     bn = 17 * 2 + 4
     assert [r["head_parameters"] for r in rows] == [
-        [17 * 3], [17 * 2], [bn], [17 * 5], [17 * 2], [bn],
+        [17 * 3], [17 * 2], [bn], [17 * 2], [17 * 5], [17 * 2], [bn], [17 * 2],
     ]  # fmt: skip
     assert _results(runs / "k5-softmax-s0")["data"]["num_classes"] == 5
     # the second test: the best weights scored on noisier clusters, kept beside the run
     kept = runs / "k5-softmax-s0" / "evaluations" / "test-std=0.6.json"
-    assert rows[3]["degraded_accs"] == [json.loads(kept.read_text())["accuracy"]]
+    assert rows[4]["degraded_accs"] == [json.loads(kept.read_text())["accuracy"]]
     assert "test accuracy, data.options.std=0.6" in out.getvalue()
     # the style-group column is blank for runs trained without data.options.style_fonts
     assert all(r["style_accs"] == [None] for r in rows)
@@ -377,4 +380,6 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     head = json.loads((runs / "k5-d2-data-neighbours-batchnorm-s0" / "head.json").read_text())
     assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbours"
     assert head["output_norm"] == "batchnorm"
+    head = json.loads((runs / "k5-d2-auto-softmax-dynamic-s0" / "head.json").read_text())
+    assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "softmax"
     assert "| 5 | softmax |" in out.getvalue() and "| 85 |" in out.getvalue()
