@@ -304,7 +304,8 @@ def _clashes(candidates: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
     ``candidates``. A binary search per candidate, O(N c log u), instead of comparing
     every candidate with every kind (an (N, c, u) tensor, ten times slower at c = 33,
     u = 256)."""
-    at = torch.searchsorted(kinds, candidates).clamp_max(len(kinds) - 1)  # (N, c)
+    # bucketize is searchsorted (left) with the arguments swapped, and faster on CPU
+    at = torch.bucketize(candidates, kinds).clamp_max(len(kinds) - 1)  # (N, c)
     hit = kinds[at] == candidates
     rows = torch.arange(len(candidates), device=candidates.device)[:, None].expand_as(at)
     clash = torch.zeros(len(candidates), len(kinds), dtype=torch.bool, device=candidates.device)
