@@ -365,6 +365,26 @@ def test_random_negatives_that_clash_are_masked_and_the_rest_complete_the_softma
     torch.testing.assert_close(got, F.prototype_softmax_loss(z, P, y, 6.0, 0.1, "none"))
 
 
+def test_repeated_negatives_count_as_often_as_drawn():
+    """The loss written out with one term per draw (K / r each, clashing draws left out)."""
+    z, P, y = _neighbour_problem(k=9)
+    table = protos.nearest_neighbours(P, k=2)[1]
+    s, k = 5.0, len(P)
+    draws = torch.tensor([4, 4, 4, 0, 7, 0])
+    got = F.neighbour_softmax_loss(z, P, y, table, s, 0.0, "none", draws)
+    cos = F.unit(z) @ P.T  # (N, K)
+    for i in range(len(z)):
+        listed = [int(y[i]), *table[y[i]].tolist()]
+        terms = [torch.exp(s * cos[i, j]) for j in listed]
+        terms += [k / len(draws) * torch.exp(s * cos[i, j]) for j in draws if j not in listed]
+        want = -s * cos[i, y[i]] + torch.log(torch.stack(terms).sum())
+        torch.testing.assert_close(got[i], want)
+    # a class drawn twice out of two is the class drawn once out of one
+    twice = F.neighbour_softmax_loss(z, P, y, table, s, 0.0, "none", torch.tensor([4, 4]))
+    once = F.neighbour_softmax_loss(z, P, y, table, s, 0.0, "none", torch.tensor([4]))
+    torch.testing.assert_close(twice, once)
+
+
 def test_no_negatives_and_an_empty_draw_are_the_same():
     z, P, y = _neighbour_problem()
     table = protos.nearest_neighbours(P, k=2)[1]
