@@ -383,3 +383,8 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     head = json.loads((runs / "k5-d2-auto-softmax-dynamic-s0" / "head.json").read_text())
     assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "softmax"
     assert "| 5 | softmax |" in out.getvalue() and "| 85 |" in out.getvalue()
+    # each HPN row's head against softmax's at the same K: 34 / 85 = 0.4, 38 / 85
+    table = [line for line in out.getvalue().splitlines() if line.startswith("| 5 |")]
+    assert [line.split("|")[-2].strip() for line in table] == [
+        "1.0000", f"{34 / 85:.4f}", f"{38 / 85:.4f}", f"{34 / 85:.4f}",
+    ]  # fmt: skip

@@ -401,7 +401,7 @@ def run_sweep(
     for row in rows:
         values = _collect(spec, row, context, reports)
         done.append(values)
-        table.print_row([table.cell(c, {**context, **values}) for c in columns], out)
+        table.print_row([table.cell(c, {**context, **values}, done) for c in columns], out)
         if row.note:
             template, note_context = row.note
             first = note_context["first"]._results[0]

@@ -179,12 +179,18 @@ def fill(template: Any, context: Mapping[str, Any]) -> Any:
     return _FORMATTER.vformat(template, (), context)
 
 
-def cell(column: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+def cell(
+    column: Mapping[str, Any], row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]] = ()
+) -> str:
     """The text of one declared ``column`` in ``row`` (fields and per-seed metric lists).
 
     A column is one of ``text: TEMPLATE`` (filled from the row), ``mean_sd: METRIC`` (with
     ``digits``, default 4), ``mean: METRIC`` (with ``format``), ``per_seed: METRIC`` (with
-    ``format``), or ``lookup: {a: {b: value}}`` with ``keys: [field_a, field_b]``. With
+    ``format``), ``lookup: {a: {b: value}}`` with ``keys: [field_a, field_b]``, or ``ratio:
+    METRIC`` with ``to: {field: value}`` and ``same: [fields]`` (with ``format``): the mean
+    of METRIC over the mean in the last of the rows printed so far (``earlier``, this one
+    included) that has those field values and the same ``same`` fields as this row (a
+    baseline measured in the same sweep). With
     ``blank_when: {field: value}`` it prints :data:`BLANK` in rows where a field has that value.
 
     >>> row = {"t": 0.0, "accs": [0.5, 0.7], "K": 10, "name": "softmax"}
@@ -194,6 +200,9 @@ def cell(column: Mapping[str, Any], row: Mapping[str, Any]) -> str:
     '-'
     >>> cell({"lookup": {10: {"softmax": 91.3}}, "keys": ["K", "name"]}, row)
     '91.3'
+    >>> base = {"K": 10, "name": "softmax", "accs": [0.4, 0.4]}
+    >>> cell({"ratio": "accs", "to": {"name": "softmax"}, "same": ["K"]}, row, [base])
+    '1.50'
     """
     for field, value in (column.get("blank_when") or {}).items():
         if row.get(field) == value:
@@ -206,9 +215,28 @@ def cell(column: Mapping[str, Any], row: Mapping[str, Any]) -> str:
         return mean_cell(row[column["mean"]], column.get("format", "{:.4f}"))
     if "per_seed" in column:
         return per_seed_cell(row[column["per_seed"]], column.get("format", "{}"))
+    if "ratio" in column:
+        return _ratio_cell(column, row, earlier)
     if "lookup" in column:
         found: Any = column["lookup"]
         for key in column["keys"]:
             found = found.get(row[key]) if isinstance(found, Mapping) else None
         return BLANK if found is None else str(found)
-    raise ValueError(f"column {dict(column)} has none of text, mean_sd, mean, per_seed, lookup")
+    raise ValueError(
+        f"column {dict(column)} has none of text, mean_sd, mean, per_seed, ratio, lookup"
+    )
+
+
+def _ratio_cell(
+    column: Mapping[str, Any], row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]]
+) -> str:
+    """A ``ratio`` column's text: this row's mean over its baseline row's, or :data:`BLANK`."""
+    metric, same = column["ratio"], column.get("same", [])
+    wanted = {**{f: row.get(f) for f in same}, **column["to"]}
+    base = [r for r in earlier if all(r.get(f) == v for f, v in wanted.items())]
+    mine = [v for v in row[metric] if v is not None]
+    theirs = [v for v in base[-1][metric] if v is not None] if base else []
+    if not mine or not theirs or not statistics.fmean(theirs):
+        return BLANK
+    ratio = statistics.fmean(mine) / statistics.fmean(theirs)
+    return column.get("format", "{:.2f}").format(ratio)
