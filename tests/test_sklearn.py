@@ -321,6 +321,22 @@ def test_defaults_switch_to_the_data_prior_above_101_classes():
     assert default_recipe(102, 100) == ("data", "softmax")
     assert default_recipe(101, 100) == ("auto", "paper")
     assert default_recipe(102, 101) == ("auto", "paper")
+    assert default_recipe(2000, 100) == ("data", "softmax")
+    assert default_recipe(2001, 100) == ("data", "neighbours")
+
+
+def test_above_2000_classes_the_default_loss_is_the_neighbour_softmax():
+    rng = np.random.default_rng(0)
+    k = 2001
+    y = np.repeat(np.arange(k), 2)
+    X = rng.normal(size=(k, 8))[y] + 0.05 * rng.normal(size=(len(y), 8))
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf = HPNClassifier(max_iter=1, random_state=0).fit(X, y)
+    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbours", "scale": 20.0}
+    assert clf.model_.head.neighbours.shape == (k, 32)
+    # given prototypes other than the data prior keep the paper's loss
+    auto = HPNClassifier(prototypes="random", max_iter=1, random_state=0).fit(X[:40], y[:40])
+    assert auto.recipe_["loss"] == "paper"
 
 
 def test_output_batchnorm_fits_both_estimators_even_with_a_last_batch_of_one():

@@ -41,7 +41,9 @@ from hpn.sklearn.base import ACTIVATIONS
 from hpn.sklearn.classifier import (
     MANY_CLASSES,
     MAX_DEFAULT_DIMS,
+    NEIGHBOUR_CLASSES,
     HPNClassifier,
+    default_loss,
     default_prototype_dims,
     default_recipe,
 )
@@ -51,8 +53,10 @@ __all__ = [
     "ACTIVATIONS",
     "MANY_CLASSES",
     "MAX_DEFAULT_DIMS",
+    "NEIGHBOUR_CLASSES",
     "HPNClassifier",
     "HPNRegressor",
+    "default_loss",
     "default_prototype_dims",
     "default_recipe",
 ]
