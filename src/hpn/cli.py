@@ -298,7 +298,9 @@ def _add_evaluate(sub: _Subparsers) -> None:
         "evaluate",
         help="score finished runs' best weights on their data with data.* overrides",
         description="Score each run's best.pt on one split of its data loaded with data.* "
-        "overrides (e.g. data.options.degrade=1: scan-like glyphs). Nothing is trained; the "
+        "overrides (e.g. data.options.degrade=1: scan-like glyphs; "
+        "data.options.test_group=styles: the held-out style group of a glyphs run trained "
+        "with data.options.style_fonts). Nothing is trained; the "
         "scores are kept in RUN/evaluations/ and read back.",
     )
     ev.add_argument("runs", nargs="+", help="run folders (config.json + best.pt)")
