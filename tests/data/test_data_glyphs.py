@@ -3,6 +3,7 @@ Modern fonts (cut down to ASCII so that scans and saves are fast), and tiny font
 
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -52,16 +53,19 @@ UPPER = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 def fonts(tmp_path_factory) -> Path:
     """The SOURCES cut down to printable ASCII, in a folder of their own."""
     folder = tmp_path_factory.mktemp("fonts")
-    options = subset.Options()
-    options.name_IDs = ["*"]
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     for name in SOURCES:
-        font = TTFont(MPL_FONTS / name)
-        subsetter = subset.Subsetter(options)
-        subsetter.populate(unicodes=range(0x20, 0x7F))
-        subsetter.subset(font)
-        font.save(folder / name)
+        subset_font(MPL_FONTS / name, range(0x20, 0x7F)).save(folder / name)
     return folder
+
+
+def subset_font(path: Path, unicodes: Iterable[int]) -> TTFont:
+    """The font at ``path`` cut down to ``unicodes``, with all its names."""
+    font = TTFont(path)
+    subsetter = subset.Subsetter(subset.Options(name_IDs=["*"]))
+    subsetter.populate(unicodes=unicodes)
+    subsetter.subset(font)
+    return font
 
 
 def folder_with(tmp_path: Path, fonts: Path, drop=(), **extra: TTFont) -> Path:
@@ -244,18 +248,13 @@ def test_a_few_copied_glyphs_are_dropped(tmp_path, fonts):
     assert not train & {x.numpy().tobytes() for x in data.test.inputs}
 
 
-def subset_font(path: Path, characters: str) -> TTFont:
-    font = TTFont(path)
-    subsetter = subset.Subsetter(subset.Options(name_IDs=["*"]))
-    subsetter.populate(unicodes=[ord(c) for c in parse_characters(characters)])
-    subsetter.subset(font)
-    return font
-
-
 def test_the_style_group_stays_out_of_training_and_is_the_second_test(tmp_path, fonts):
     # cmtt10 cut down to the capitals: a style font that draws half the candidates
     folder = folder_with(
-        tmp_path, fonts, drop=["cmtt10.ttf"], cmtt10=subset_font(fonts / "cmtt10.ttf", "A-Z")
+        tmp_path,
+        fonts,
+        drop=["cmtt10.ttf"],
+        cmtt10=subset_font(fonts / "cmtt10.ttf", map(ord, UPPER)),
     )
     cache = tmp_path / "cache"
     plain = load(folder, cache, num_classes=None)

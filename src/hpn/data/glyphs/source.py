@@ -47,6 +47,15 @@ STYLE_FONTS = {
 TEST_GROUPS = ("fonts", "styles")
 
 
+def _character_set(chars: list[str]) -> str | None:
+    """The name of the :data:`CHARACTER_SETS` entry whose range holds every one of ``chars``."""
+    points = [ord(c) for c in chars]
+    for name, (first, last) in CHARACTER_SETS.items():
+        if first <= min(points) and max(points) <= last:
+            return name
+    return None
+
+
 def _default_held_out(
     spec: object,
     chars: list[str],
@@ -54,16 +63,13 @@ def _default_held_out(
     test_fonts: Sequence[str] | None,
 ) -> tuple[list[str], list[str]]:
     if val_fonts is None or test_fonts is None:
-        points = [ord(c) for c in chars]
-        for name, (first, last) in CHARACTER_SETS.items():
-            if first <= min(points) and max(points) <= last:
-                val_fonts = HELD_OUT_FONTS[name][0] if val_fonts is None else val_fonts
-                test_fonts = HELD_OUT_FONTS[name][1] if test_fonts is None else test_fonts
-                break
-        else:
+        name = _character_set(chars)
+        if name not in HELD_OUT_FONTS:
             raise ValueError(
                 f"characters {spec!r} have no default held-out fonts; pass val_fonts and test_fonts"
             )
+        val_fonts = HELD_OUT_FONTS[name][0] if val_fonts is None else val_fonts
+        test_fonts = HELD_OUT_FONTS[name][1] if test_fonts is None else test_fonts
     for name, value in (("val_fonts", val_fonts), ("test_fonts", test_fonts)):
         if isinstance(value, str) or not value or not all(isinstance(v, str) and v for v in value):
             raise ValueError(
@@ -80,13 +86,10 @@ def _style_group(
     if test_group not in TEST_GROUPS:
         raise ValueError(f"test_group must be one of {', '.join(TEST_GROUPS)}, got {test_group!r}")
     if style_fonts == "default":
-        points = [ord(c) for c in chars]
-        for name, (first, last) in CHARACTER_SETS.items():
-            if name in STYLE_FONTS and first <= min(points) and max(points) <= last:
-                style_fonts = STYLE_FONTS[name]
-                break
-        else:
+        name = _character_set(chars)
+        if name not in STYLE_FONTS:
             raise ValueError(f"characters {spec!r} have no default style_fonts; name them")
+        style_fonts = STYLE_FONTS[name]
     if isinstance(style_fonts, str) or not all(isinstance(v, str) and v for v in style_fonts):
         raise ValueError(
             f"style_fonts must be a list of family-name substrings or 'default', got {style_fonts!r}"
