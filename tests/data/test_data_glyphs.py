@@ -24,6 +24,7 @@ from fontTools.ttLib.tables._g_l_y_f import Glyph  # noqa: E402
 from hpn.data import glyphs  # noqa: E402
 from hpn.data.glyphs import (  # noqa: E402
     GlyphAugment,
+    ScanAugment,
     degrade_images,
     group_faces,
     load_glyphs,
@@ -458,3 +459,23 @@ def test_augment_only_the_training_split(tmp_path, fonts):
     assert not torch.allclose(x, clean)
     torch.manual_seed(0)
     assert torch.equal(data.train.get_batch(range(8))[0], x)
+
+
+def test_scan_augment_degrades_and_thresholds_training_items_only(tmp_path, fonts):
+    data = load(fonts, tmp_path, augment="scan")
+    assert isinstance(data.train.transform, ScanAugment) and data.test.transform is None
+    assert data.info["augment"].startswith("ScanAugment(")
+    x = data.train.inputs[:1].float()[0] / 255
+    always = ScanAugment(scan=1.0, threshold=1.0, rotation=0, scale=0, shear=0, shift=0, stroke=0)
+    torch.manual_seed(0)
+    outs = [always(x) for _ in range(10)]
+    assert all(o.shape == x.shape for o in outs)
+    assert all(set(o.unique().tolist()) <= {0.0, 1.0} for o in outs)  # bilevel scans
+    never = ScanAugment(scan=0.0, rotation=0, scale=0, shear=0, shift=0, stroke=0)
+    assert torch.allclose(never(x), x, atol=1e-5)  # the identity affine map, nothing else
+    grey = ScanAugment(scan=1.0, threshold=0.0, strength=1.0, stroke=0)
+    torch.manual_seed(1)
+    blurred = [grey(x) for _ in range(10)]
+    assert sum(len(o.unique()) > 2 for o in blurred) >= 9  # blur, contrast and noise: grey
+    with pytest.raises(ValueError, match="augment must be true, false or 'scan', got 'scans'"):
+        load(fonts, tmp_path, augment="scans")

@@ -39,6 +39,11 @@ CASES = [
     ("resnet32", (3, 32, 32), {"shortcut": "B"}, 64),
     ("densenet121", (3, 32, 32), {}, 1024),
     ("densenet121", (3, 96, 96), {}, 1024),
+    ("glyphnet", (1, 32, 32), {"pool": "flatten", "batch_norm": True}, 256),
+    ("glyphcnn", (1, 32, 32), {}, 256),
+    ("glyphcnn", (1, 16, 24), {"features": 40}, 40),
+    ("resnet", (1, 32, 32), {"depth": 8}, 64),
+    ("resnet", (1, 32, 32), {"widths": (8, 16, 24)}, 24),
 ]
 IDS = [f"{name}-{'x'.join(map(str, shape))}-{len(opts)}" for name, shape, opts, _ in CASES]
 
@@ -241,4 +246,49 @@ def test_bad_constructor_arguments_raise_value_error():
 
 
 def test_registry_lists_exactly_the_documented_backbones():
-    assert sorted(BACKBONES) == ["convnet", "densenet121", "glyphnet", "mlp", "resnet32"]
+    assert sorted(BACKBONES) == [
+        "convnet",
+        "densenet121",
+        "glyphcnn",
+        "glyphnet",
+        "mlp",
+        "resnet",
+        "resnet32",
+    ]
+
+
+def test_glyphcnn_is_the_layout_keeping_cnn_of_the_fair_protocol():
+    # three conv3x3-BN-ReLU-maxpool2 blocks (32 / 64 / 128), flatten to 128 x 4 x 4 = 2,048,
+    # Linear(2048, 256) without bias, BatchNorm1d, ReLU, Dropout(0.3)
+    net = build_backbone("glyphcnn", (1, 32, 32))
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    (linear,) = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert (linear.in_features, linear.out_features, linear.bias) == (2048, 256, None)
+    drops = [m.p for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert drops == [0.3]
+    expected = 1 * 32 * 9 + 32 * 64 * 9 + 64 * 128 * 9 + 2 * (32 + 64 + 128) + 2048 * 256 + 512
+    assert n_params(net) == expected == 617_696
+
+
+def test_glyphcnn_sees_where_the_strokes_are_and_glyphnet_hardly_does():
+    # the same square moved by 8 px, the conv stack's total stride: the average pool sees
+    # the same features up to zero-padding effects at the borders, the flatten a new layout
+    a, b = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    a[..., 8:12, 8:12] = 1
+    b[..., 16:20, 16:20] = 1
+    change = {}
+    with torch.no_grad():
+        for name in ("glyphnet", "glyphcnn"):
+            torch.manual_seed(0)
+            net = build_backbone(name, (1, 32, 32)).eval()
+            change[name] = float((net(a) - net(b)).norm() / net(a).norm())
+    assert change["glyphnet"] < 0.1 and change["glyphcnn"] > 0.5, change
+
+
+def test_resnet_depth_and_widths_set_the_blocks():
+    net = build_backbone("resnet", (1, 32, 32), depth=14, widths=(8, 16, 32))
+    assert isinstance(net, CifarResNet) and len(net.blocks) == 6 and net.out_features == 32
+    assert CifarResNet(1, depth=20).widths == (16, 32, 64)
+    with pytest.raises(ValueError, match="three stage widths"):
+        CifarResNet(1, widths=(8, 16))

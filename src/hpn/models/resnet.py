@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,10 +93,11 @@ class CifarResNet(nn.Module):
         in_channels: input channels.
         depth: 6n + 2 (20, 32, 44, 56, 110, ...).
         shortcut: ``"A"`` or ``"B"``.
+        widths: channels of the three stages (the paper's 16, 32, 64).
 
     Shape:
         - Input: (N, in_channels, H, W), any size (32x32 as designed, 28x28 works too).
-        - Output: (N, 64), non-negative (after ReLU).
+        - Output: (N, widths[-1]), non-negative (after ReLU).
 
     Example:
         >>> net = CifarResNet(3, depth=20)
@@ -102,11 +105,18 @@ class CifarResNet(nn.Module):
         (torch.Size([2, 64]), 64)
     """
 
-    widths = (16, 32, 64)
-
-    def __init__(self, in_channels: int = 3, depth: int = 32, shortcut: str = "A"):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        depth: int = 32,
+        shortcut: str = "A",
+        widths: Sequence[int] = (16, 32, 64),
+    ):
         super().__init__()
         (in_channels,) = check_sizes((in_channels,), "in_channels")
+        self.widths = check_sizes(widths, "widths")
+        if len(self.widths) != 3:
+            raise ValueError(f"widths must be three stage widths, got {widths!r}")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or depth % 6 != 2:
             raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth!r}")
         if shortcut not in SHORTCUTS:

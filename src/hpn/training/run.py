@@ -418,6 +418,7 @@ def _finish(
         "test_macro_f1": test.macro_f1,
         "best_epoch": best_epoch + 1,
         "selected_on": column,
+        "best_val_accuracy": rows[best_epoch]["val_accuracy"] if best_epoch < len(rows) else None,
         "epochs": oc.epochs,
         "epochs_run": len(rows),
         "stopped_early": len(rows) < oc.epochs,

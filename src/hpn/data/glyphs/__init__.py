@@ -35,7 +35,7 @@ Modules: :mod:`~hpn.data.glyphs.characters` (character specs),
 :mod:`~hpn.data.glyphs.source` (:func:`load_glyphs`).
 """
 
-from hpn.data.glyphs.augment import GlyphAugment, degrade_images, random_affine
+from hpn.data.glyphs.augment import GlyphAugment, ScanAugment, degrade_images, random_affine
 from hpn.data.glyphs.characters import CHARACTER_SETS, parse_characters
 from hpn.data.glyphs.designs import MAX_SHARED_PROBES, NEAR, PROBE_SIZE, PROBES, group_faces
 from hpn.data.glyphs.fonts import (
@@ -62,6 +62,7 @@ __all__ = [
     "STYLE_FONTS",
     "TEST_GROUPS",
     "GlyphAugment",
+    "ScanAugment",
     "charstring_draws",
     "default_cache_dir",
     "degrade_images",

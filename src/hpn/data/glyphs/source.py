@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hpn.data.base import DataSplits, TensorDataset
-from hpn.data.glyphs.augment import GlyphAugment, degrade_images
+from hpn.data.glyphs.augment import GlyphAugment, ScanAugment, degrade_images
 from hpn.data.glyphs.characters import CHARACTER_SETS, parse_characters
 from hpn.data.glyphs.designs import _digest, _drop_copies, _held_out, group_faces
 from hpn.data.glyphs.fonts import APT_PACKAGES, FONT_DIRS, FONT_SUFFIXES, _matches, find_font_files
@@ -112,7 +112,7 @@ def load_glyphs(
     style_fonts: Sequence[str] | str = (),
     test_group: str = "fonts",
     cache_dir: str | os.PathLike | None = None,
-    augment: bool = False,
+    augment: bool | str = False,
     degrade: float = 0.0,
     workers: int | None = None,
 ) -> DataSplits:
@@ -156,8 +156,10 @@ def load_glyphs(
         test_group: ``"fonts"``: the test split is the ``test_fonts``' renders;
             ``"styles"``: the ``style_fonts``' renders.
         cache_dir: default :func:`default_cache_dir`.
-        augment: use :class:`GlyphAugment` as the transform of the training split (per
-            item, each time it is read); val and test stay as rendered.
+        augment: ``True``: use :class:`GlyphAugment` as the transform of the training split
+            (per item, each time it is read); ``"scan"``: :class:`ScanAugment`, which also
+            degrades half the items like scans (blur, lower resolution, noise, contrast,
+            thresholding); val and test stay as rendered.
         degrade: strength of :func:`degrade_images` on val and test (0: clean renders;
             1: the default level), the same images for the same seed.
         workers: processes for scanning and rendering (``None``: the CPUs available; 1:
@@ -177,6 +179,8 @@ def load_glyphs(
             candidates (the message names the largest K available).
     """
     chars = _check_options(characters, num_classes, min_train_fonts, size, degrade)
+    if augment not in (True, False, "scan"):
+        raise ValueError(f"augment must be true, false or 'scan', got {augment!r}")
     val_fonts, test_fonts = _default_held_out(characters, chars, val_fonts, test_fonts)
     style_fonts = _style_group(characters, chars, style_fonts, test_group)
     workers = _available_cpus() if workers is None else workers
@@ -196,7 +200,7 @@ def load_glyphs(
     tested = "style" if test_group == "styles" else "test"
     splits = [_dataset(made, name, degrade, seed) for name in ("train", "val", tested)]
     if augment:
-        splits[0].transform = GlyphAugment()
+        splits[0].transform = ScanAugment() if augment == "scan" else GlyphAugment()
     info = {
         "source": "glyphs",
         "characters": str(characters),
@@ -436,7 +440,7 @@ def _describe(
     made: _Renders,
     splits: list[TensorDataset],
     k: int,
-    augment: bool,
+    augment: bool | str,
     degrade: float,
 ) -> dict[str, Any]:
     """The ``info`` entries about designs, counts, removals, the transform, renders and
