@@ -1,6 +1,8 @@
 """Plots written into run folders (matplotlib, an optional extra; the Agg backend, no screen).
 
 * :func:`learning_curves`: losses and the validation metric per epoch from ``metrics.csv``.
+* :func:`compare_curves`: one validation metric of several runs against training steps and
+  against measured training seconds, one line per run (who is ahead after how long).
 * :func:`sphere_plot`: unit outputs on S^2 coloured by class, with the prototypes, as the
   paper's rotated-digits figure.
 """
@@ -70,6 +72,59 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     return path
 
 
+def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np.ndarray]:
+    """One run's ``metric`` per epoch with the training steps and seconds spent so far.
+
+    Args:
+        folder: a run folder with ``metrics.csv`` (finished or not).
+        metric: a column of ``metrics.csv``.
+
+    Returns:
+        ``{"steps", "seconds", metric}``: (E,) arrays over the E epochs recorded; steps are
+        counted where the rows record them (``steps``), else left NaN.
+    """
+    with open(Path(folder) / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{folder}/metrics.csv holds no epochs")
+    if metric not in rows[0]:
+        raise ValueError(f"{folder}/metrics.csv has no column {metric!r}")
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
+
+    return {
+        "steps": np.cumsum(column("steps")),
+        "seconds": np.cumsum(column("seconds")),
+        metric: column(metric),
+    }
+
+
+def compare_curves(
+    runs: dict[str, str | Path],
+    out_png: str | Path,
+    metric: str = "val_accuracy",
+    title: str = "",
+) -> Path:
+    """Two panels, ``metric`` against training steps and against training seconds, one line
+    per run (label -> run folder)."""
+    plt = _pyplot()
+    curves = {label: read_curve(folder, metric) for label, folder in runs.items()}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for label, curve in curves.items():
+        for ax, x in zip(axes, ("steps", "seconds"), strict=True):
+            ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
+    axes[0].set(xlabel="training steps", ylabel=metric.replace("_", " "))
+    axes[1].set(xlabel="training seconds (measured)")
+    axes[1].legend(fontsize="small", loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = _save(fig, out_png)
+    plt.close(fig)
+    return path
+
+
 def sphere_plot(
     outputs: np.ndarray,
     labels: np.ndarray,
@@ -101,6 +156,7 @@ def sphere_plot(
         ax.scatter(p[:, 0], p[:, 1], p[:, 2], c="black", marker="*", s=120, label="prototypes")
         ax.legend(loc="upper left")
     ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
+    ax.set(xticks=[-1, 0, 1], yticks=[-1, 0, 1], zticks=[-1, 0, 1])  # default ticks overlap
     ax.set_box_aspect((1, 1, 1))
     path = _save(fig, out_png)
     plt.close(fig)

@@ -380,6 +380,7 @@ def _epoch(
         "val_macro_f1": val.macro_f1,
         "lr": opt.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
+        "steps": len(parts),
     }
     if cfg.head.assignment == "dynamic":
         row["reassigned"] = reassigned

@@ -1,0 +1,63 @@
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from hpn.evaluation.plots import compare_curves, read_curve, sphere_plot
+
+
+def write_metrics(folder, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_read_curve_adds_up_steps_and_seconds(tmp_path):
+    rows = [
+        {"epoch": 1, "val_accuracy": 0.5, "seconds": 10.0, "steps": 100},
+        {"epoch": 2, "val_accuracy": 0.7, "seconds": 12.5, "steps": 100},
+        {"epoch": 3, "val_accuracy": 0.75, "seconds": 11.0, "steps": 100},
+    ]
+    curve = read_curve(write_metrics(tmp_path / "a", rows))
+    assert curve["steps"].tolist() == [100, 200, 300]
+    assert curve["seconds"].tolist() == [10.0, 22.5, 33.5]
+    assert curve["val_accuracy"].tolist() == [0.5, 0.7, 0.75]
+
+
+def test_read_curve_of_older_runs_without_steps_and_bad_metric(tmp_path):
+    folder = write_metrics(tmp_path / "old", [{"epoch": 1, "val_accuracy": 0.5, "seconds": 3}])
+    assert np.isnan(read_curve(folder)["steps"]).all()
+    with pytest.raises(ValueError, match="has no column 'val_mae'"):
+        read_curve(folder, "val_mae")
+
+
+def test_compare_curves_writes_one_png(tmp_path):
+    rows = [{"epoch": e, "val_accuracy": e / 10, "seconds": 5, "steps": 50} for e in (1, 2)]
+    runs = {
+        "softmax": write_metrics(tmp_path / "s", rows),
+        "hpn": write_metrics(tmp_path / "h", rows),
+    }
+    path = compare_curves(runs, tmp_path / "curves.png", title="K = 2")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sphere_plot_has_three_ticks_per_axis(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    seen = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        seen["ticks"] = [list(ax.get_xticks()), list(ax.get_yticks()), list(ax.get_zticks())]
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    z = np.random.default_rng(0).normal(size=(50, 3))
+    sphere_plot(z, np.arange(50) % 3, np.eye(3), tmp_path / "s.png")
+    assert seen["ticks"] == [[-1, 0, 1]] * 3
