@@ -143,7 +143,11 @@ def test_load_image_converts_and_resizes(tmp_path):
 @pytest.mark.parametrize(
     ("breakage", "error", "message"),
     [
-        ("no_root", FileNotFoundError, r"image folder root not found: .*missing"),
+        (
+            "no_root",
+            FileNotFoundError,
+            r"image folder root not found: .*missing \(the option root; data.options.root",
+        ),
         ("no_train", FileNotFoundError, r"training folder not found: .*train"),
         ("no_test", FileNotFoundError, r"test folder not found: .*test \(looked for val/"),
         ("empty_class", ValueError, r"class folder .*train[/\\]empty holds no images"),

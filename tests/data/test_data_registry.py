@@ -42,7 +42,7 @@ def test_unknown_name_lists_the_names():
 def test_bad_or_missing_options():
     with pytest.raises(
         ValueError,
-        match=r"data source 'clusters': .*'colour'.*its options: num_classes, samples_per_class, dims=300",
+        match=r"data source 'clusters': .*'colour'.*its options \(data.options.NAME in a run config\): num_classes, samples_per_class, dims=300",
     ):
         load_data("clusters", num_classes=3, samples_per_class=4, colour="red")
     with pytest.raises(

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hpn.data.base import DataSplits, Example, Transform, split_train_val
+from hpn.extras import install_hint
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -30,10 +31,7 @@ def _pil_image():
     try:
         from PIL import Image  # optional: the data extra
     except ImportError as err:
-        raise ImportError(
-            'image folders need Pillow; install it with `pip install "hpn[data]"` '
-            "(or `pip install pillow`)"
-        ) from err
+        raise ImportError(f"image folders need Pillow: {install_hint('data')}") from err
     return Image
 
 
@@ -220,7 +218,10 @@ def load_image_folders(
     height, width = _size_hw(image_size)
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder root not found: {root}")
+        raise FileNotFoundError(
+            f"image folder root not found: {root} (the option root; data.options.root in a "
+            "run config: a folder holding train/ and val/ or test/, one subfolder per class)"
+        )
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise FileNotFoundError(f"training folder not found: {train_dir}")

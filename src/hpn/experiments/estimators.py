@@ -1,4 +1,6 @@
-"""``hpn bench sklearn``: ``HPNClassifier``'s two recipes and ``MLPClassifier``."""
+"""``hpn bench sklearn``: ``HPNClassifier``'s two recipes against ``MLPClassifier`` and
+``LogisticRegression``, and ``HPNRegressor()`` against ``RidgeCV`` and ``MLPRegressor`` on the
+data scikit-learn ships."""
 
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def sklearn_benchmark(
     """
     # scikit-learn is optional (the sklearn extra), and hpn.sklearn needs it
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.model_selection import cross_val_score
     from sklearn.neural_network import MLPClassifier
@@ -66,6 +69,7 @@ def sklearn_benchmark(
         "paper": lambda: HPNClassifier(prototypes="auto", loss="paper"),
         "data prior": lambda: HPNClassifier(prototypes="data"),
         "MLPClassifier": lambda: MLPClassifier(),
+        "LogisticRegression": lambda: LogisticRegression(),
     }
     print_header(
         f"hpn bench sklearn: macro F1, StandardScaler + estimator, max_iter {max_iter}, "
@@ -95,4 +99,43 @@ def sklearn_benchmark(
         row["default"] = "data prior" if method == "data" else "paper"
         rows.append(row)
         print_row([name, f"{k:,}", *cells, row["default"]], out)
+    regression_benchmark(max_iter, out)
     return rows
+
+
+def regression_benchmark(max_iter: int = 200, out: TextIO | None = None) -> dict[str, list]:
+    """``HPNRegressor()`` with its defaults against ``RidgeCV`` and ``MLPRegressor`` on
+    scikit-learn's ``load_diabetes``: R^2 of ``StandardScaler`` + estimator over 5 shuffled
+    folds (``KFold(5, shuffle=True, random_state=0)``), mean ± sd. Returns the fold scores."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from hpn.sklearn import HPNRegressor
+
+    models = {
+        "HPNRegressor()": lambda: HPNRegressor(max_iter=max_iter, random_state=0),
+        "RidgeCV": lambda: RidgeCV(alphas=np.logspace(-3, 3, 13)),
+        "MLPRegressor": lambda: MLPRegressor(max_iter=max_iter, random_state=0),
+    }
+    print_header(
+        f"hpn bench sklearn, regression: R^2, StandardScaler + estimator, 5 shuffled folds "
+        f"(random_state 0), max_iter {max_iter}",
+        out,
+    )
+    print_columns(["data", *models], out)
+    X, y = load_diabetes(return_X_y=True)
+    folds = KFold(5, shuffle=True, random_state=0)
+    scores = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for label, make in models.items():
+            est = make_pipeline(StandardScaler(), make())
+            scores[label] = cross_val_score(est, X, y, cv=folds, scoring="r2").tolist()
+    cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in scores.values()]
+    print_row(["diabetes", *cells], out)
+    return scores

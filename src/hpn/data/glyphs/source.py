@@ -21,6 +21,7 @@ from hpn.data.glyphs.characters import CHARACTER_SETS, parse_characters
 from hpn.data.glyphs.designs import _digest, _drop_copies, _held_out, group_faces
 from hpn.data.glyphs.fonts import APT_PACKAGES, FONT_DIRS, FONT_SUFFIXES, _matches, find_font_files
 from hpn.data.glyphs.render import _render, _scan, default_cache_dir
+from hpn.extras import install_hint
 
 _CHUNK = 4_000  # glyphs per rendering task
 
@@ -229,7 +230,7 @@ def _check_options(
         if importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(
                 f"the glyphs source needs fontTools and Pillow; {module} is missing: "
-                'pip install "hpn[data]"'
+                f"{install_hint('data')}"
             )
     chars = parse_characters(characters)
     for name, value, low in (("size", size, 8), ("min_train_fonts", min_train_fonts, 1)):
