@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,24 @@ def test_the_file_is_written_before_the_report_and_large_reports_are_estimates(
         main(["prototypes", "-k", "300", "-d", "8", "-o", str(tmp_path / "n.npy"), "--no-report"])
         == 0
     )
+
+
+def test_the_image_folder_how_to_trains_and_evaluates_a_tiny_tree(tmp_path, monkeypatch):
+    # docs/how-to/image-folder.md's commands, on 3 classes of 8 x 8 PNGs and one epoch
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("val", 3)):
+        for c, name in enumerate(("cat", "dog", "eel")):
+            folder = tmp_path / "my-images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (8, 8, 3)) + 60 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--config", "demo", "--out", "runs/my-images", "data.name=image_folders"]
+    args += ["data.options.root=my-images", "data.options.image_size=8", "model.backbone=convnet"]
+    assert main([*args, "head.dims=2", "optim.epochs=1", "optim.batch_size=8"]) == 0
+    results = json.loads((tmp_path / "runs/my-images/results.json").read_text())
+    assert results["data"]["counts"]["test"] == 9 and results["output_size"] == 2
+    assert main(["evaluate", "runs/my-images", "--split", "val"]) == 0
