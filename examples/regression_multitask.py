@@ -31,8 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     limit, epochs = (1200, 3) if args.quick else (None, 10)
 
-    # One CPU thread: the printed numbers then match the docs page on any machine (sums over
-    # several threads round in another order, and ten epochs move the MAE by tenths).
+    # One CPU thread, as the docs page's output was made: sums over several threads round in
+    # another order, and ten epochs move the MAE by tenths of a degree.
     torch.set_num_threads(1)
     splits = load_rotated_mnist5k(seed=0, max_angle=90)
     x, labels, angles = tensors(splits.train, limit)
