@@ -7,34 +7,69 @@ leaves the previous file as it was and raises :class:`OSError` naming the file i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: int | None = None) -> Iterator[BinaryIO]:
+    """A binary handle whose bytes replace ``path`` when the block ends without an error.
+
+    They go to a temporary file in the same folder, are flushed to disk and renamed over
+    ``path``; on any error the temporary file is removed and ``path`` keeps its old bytes.
+
+    Args:
+        path: the file to write (its folder is created).
+        mode: permission bits of the new file (default: private, 0o600, as ``mkstemp``).
+
+    Raises:
+        OSError: a failed write (say ENOSPC), as :func:`write_error`: one line naming ``path``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with atomic_writer(Path(tmp) / "a.bin") as handle:
+        ...         _ = handle.write(b"new")
+        ...     (Path(tmp) / "a.bin").read_bytes()
+        b'new'
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = _open_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise write_error(path, err) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _open_temp(path: Path) -> tuple[BinaryIO, Path]:
+    """A new temporary file beside ``path`` (``.NAME.*.tmp``), open for writing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return os.fdopen(fd, "wb"), Path(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def write_error(path: Path, err: OSError) -> OSError:
@@ -78,7 +113,7 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically: serialised in memory, then written.
+    """``torch.save(obj)`` to ``path`` atomically (:func:`atomic_writer`).
 
     Example:
         >>> import tempfile
@@ -87,9 +122,47 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
         ...     torch.load(Path(tmp) / "p.pt")["w"].tolist()
         [1.0, 1.0]
     """
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_writer(path) as handle:
+        torch.save(obj, handle)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing, never removed) for the block.
+
+    An advisory ``fcntl.flock``: processes that take the same lock wait for each other, and
+    the system drops it when its holder ends, killed or not, so no lock is ever stale. Where
+    ``fcntl`` is missing (Windows) it does nothing; writes stay atomic without it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp, file_lock(Path(tmp) / "x.lock"):
+        ...     (Path(tmp) / "x.lock").exists()
+        True
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def remove_partial_writes(path: Path) -> list[Path]:
+    """Remove the temporary files :func:`atomic_writer` left for ``path`` when its process
+    was killed mid-write; returns them. Call it only while holding the lock that every
+    writer of ``path`` takes, so no live write is removed."""
+    partial = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in partial:
+        tmp.unlink(missing_ok=True)
+    return partial
 
 
 def file_digest(path: str | os.PathLike) -> str:
