@@ -28,6 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ def rng_state() -> dict:
     and plain types only (see :func:`numpy_state_to_plain`)."""
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": numpy_state_to_plain(np.random.get_state()),  # noqa: NPY002 - the global RNG
+        "numpy": numpy_state_to_plain(cast(tuple, np.random.get_state())),  # noqa: NPY002
         "python": random.getstate(),  # (version, tuple of 625 ints, float or None)
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
