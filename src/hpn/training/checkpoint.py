@@ -208,7 +208,9 @@ class UnsafeCheckpoint(ValueError):
 _OLD_FORMAT = re.compile(r"^numpy\.(_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype)$")
 
 
-def read_checkpoint(path: str | Path, device: str = "cpu", keys: tuple[str, ...] = ()) -> dict:
+def read_checkpoint(
+    path: str | os.PathLike, device: str = "cpu", keys: tuple[str, ...] = ()
+) -> dict:
     """The dict a checkpoint file holds, loaded with ``weights_only=True``: tensors and plain
     types only; nothing in the file runs.
 
