@@ -119,7 +119,7 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     atomic_torch_save(Path(tmp) / "p.pt", {"w": torch.ones(2)})
-        ...     torch.load(Path(tmp) / "p.pt")["w"].tolist()
+        ...     torch.load(Path(tmp) / "p.pt", weights_only=True)["w"].tolist()
         [1.0, 1.0]
     """
     with atomic_writer(path) as handle:
