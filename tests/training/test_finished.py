@@ -91,3 +91,23 @@ def test_a_kept_evaluation_is_scored_again_when_best_pt_or_the_config_changes(fi
     assert third["key"] != second["key"]
     (folder / "evaluations" / "val.json").write_text('{"accuracy": ')  # a damaged record
     assert evaluate_run(folder, split="val")["key"] == third["key"]
+
+
+def test_a_kept_transfer_report_is_computed_again_when_best_pt_changes(finished, tmp_path):
+    import shutil
+
+    import torch
+
+    from hpn.experiments.hooks import transfer_or_load
+
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    options = {"num_classes": 3, "samples_per_class": 20, "dims": 6, "seed": 1}
+    first = transfer_or_load(folder, "clusters", options)
+    assert transfer_or_load(folder, "clusters", options) == first  # read back
+    state = torch.load(folder / "best.pt", weights_only=True)
+    state["model"] = {k: v + 0.5 for k, v in state["model"].items()}
+    torch.save(state, folder / "best.pt")
+    second = transfer_or_load(folder, "clusters", options)
+    assert second["key"] != first["key"]
+    assert second["source_separation"] != first["source_separation"]
