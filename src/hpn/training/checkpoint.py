@@ -205,7 +205,9 @@ class UnsafeCheckpoint(ValueError):
 
 
 #: What the refused global of a checkpoint by hpn before the plain format is: numpy's state.
-_OLD_FORMAT = re.compile(r"^numpy\.(_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype)$")
+_OLD_FORMAT = re.compile(
+    r"^numpy\.((_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype)|dtypes\.\w+)$"
+)
 
 
 def read_checkpoint(
@@ -224,16 +226,14 @@ def read_checkpoint(
             in one line: a checkpoint of an older hpn (numpy's random state pickled) says so
             and how to proceed; anything else is named and refused.
         ValueError: a damaged file, or not a dict with ``keys``.
-        FileNotFoundError: no such file.
+        OSError: the file is missing or cannot be read.
     """
     path = Path(path)
     try:
         state = torch.load(path, weights_only=True, map_location=device)
     except pickle.UnpicklingError as err:
         raise _refusal(path, str(err)) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+    except (RuntimeError, EOFError) as err:  # OSError (missing, unreadable) passes as it is
         raise ValueError(f"{path} is damaged or not a checkpoint ({_first(str(err))})") from None
     missing = [k for k in keys if not isinstance(state, dict) or k not in state]
     if missing:

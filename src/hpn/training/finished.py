@@ -10,8 +10,9 @@ trained and the run's own files are not changed: the scores go to
 of ``best.pt``'s bytes and of the canonical JSON of ``config.json``, the overrides and the
 split); a second call reads them back only under the same key, so a replaced ``best.pt`` or
 an edited config is scored again. Checkpoints are read with ``weights_only=True``
-(:func:`hpn.training.checkpoint.read_checkpoint`). :func:`transfer_report` reads the run's backbone for
-:func:`hpn.evaluation.transfer.transfer_scores` (``evaluation/`` never reads run folders).
+(:func:`hpn.training.checkpoint.read_checkpoint`). :func:`transfer_report` reads the run's
+backbone for :func:`hpn.evaluation.transfer.transfer_scores` (``evaluation/`` never reads run
+folders).
 """
 
 from __future__ import annotations
