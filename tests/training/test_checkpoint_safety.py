@@ -86,7 +86,7 @@ def _saved(obj, path=None):
 
 def _plant(path, where, marker):
     """Put a payload into the checkpoint at ``path``: at its top, or in the optimiser state."""
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     if where == "top":
         state["extra"] = Payload(marker)
     elif where == "model":
