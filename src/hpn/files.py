@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -113,7 +114,8 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (:func:`atomic_writer`).
+    """``torch.save(obj)`` to ``path`` atomically: serialised in memory, then written with
+    :func:`atomic_writer`.
 
     Example:
         >>> import tempfile
@@ -122,8 +124,11 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
         ...     torch.load(Path(tmp) / "p.pt", weights_only=True)["w"].tolist()
         [1.0, 1.0]
     """
-    with atomic_writer(path) as handle:
-        torch.save(obj, handle)
+    # in memory first: torch's writer does not pass on a failed write to a file handle
+    # (a full disk ends in "unexpected pos" instead of the OSError)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 @contextlib.contextmanager

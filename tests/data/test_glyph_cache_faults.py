@@ -3,6 +3,7 @@ disk, a damaged cache file, a damaged font among the fonts."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,12 +33,18 @@ folder, cache, ready = sys.argv[1:4]
 Path(ready).touch()
 while not Path(ready + ".go").exists():
     time.sleep(0.005)
-data = load_glyphs(characters="A-Z,a-z", num_classes=10, val_fonts=["STIXGeneral"],
-                   test_fonts=["DejaVu Serif"], min_train_fonts=3, font_dirs=[folder],
-                   cache_dir=cache, workers=1)
-print(json.dumps({{"scan_hit": data.info["cache"]["scan_hit"],
+def load():
+    return load_glyphs(characters="A-Z,a-z", num_classes=10, val_fonts=["STIXGeneral"],
+                       test_fonts=["DejaVu Serif"], min_train_fonts=3, font_dirs=[folder],
+                       cache_dir=cache, workers=1)
+{body}
+"""
+
+REPORT = """
+data = load()
+print(json.dumps({"scan_hit": data.info["cache"]["scan_hit"],
                   "render_hit": data.info["render"]["cache_hit"],
-                  "train": hashlib.sha256(data.train.inputs.numpy().tobytes()).hexdigest()}}))
+                  "train": hashlib.sha256(data.train.inputs.numpy().tobytes()).hexdigest()}))
 """
 
 DIE_WHILE_WRITING = """
@@ -51,8 +58,17 @@ np.savez_compressed = dying
 """
 
 
-def _start(folder: Path, cache: Path, ready: Path, prelude: str = "") -> subprocess.Popen:
-    code = CHILD.format(prelude=prelude)
+FILE_SIZE_LIMIT = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+"""
+
+
+def _start(
+    folder: Path, cache: Path, ready: Path, prelude: str = "", body: str = REPORT
+) -> subprocess.Popen:
+    code = CHILD.format(prelude=prelude, body=body)
     return subprocess.Popen(
         [sys.executable, "-c", code, str(folder), str(cache), str(ready)],
         stdout=subprocess.PIPE,
@@ -150,3 +166,17 @@ def test_a_damaged_font_is_skipped_with_a_warning_naming_it(tmp_path, fonts, dam
     clean = load(fonts, tmp_path / "clean")
     assert data.class_names == clean.class_names
     assert data.info["fonts"]["files"] == clean.info["fonts"]["files"] + 1
+
+
+def test_a_real_file_size_limit_while_caching_is_one_error_and_no_file(tmp_path, fonts):  # noqa: F811
+    """The kernel refuses the cache write (EFBIG), as on a full disk: no monkeypatching."""
+    cache = tmp_path / "cache"
+    body = "try:\n    load()\nexcept OSError as err:\n    print(err)"
+    ready = tmp_path / "ready"
+    child = _start(fonts, cache, ready, prelude=FILE_SIZE_LIMIT, body=body)
+    _go([ready], [child])
+    out, err = child.communicate()
+    assert child.returncode == 0, err
+    assert re.fullmatch(r"\[Errno 27\] could not write \S+\.npz \(File too large\); .*\n", out), out
+    assert not list(cache.glob(".*.tmp")) and not list(cache.glob("*.npz"))
+    assert not load(fonts, cache).info["cache"]["scan_hit"]  # and the next run builds it

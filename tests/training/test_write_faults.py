@@ -1,7 +1,12 @@
 """A full disk while a run saves its checkpoint or results: one line, the previous file kept,
 and the run resumes."""
 
+import errno
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -81,3 +86,37 @@ def test_a_full_disk_when_results_are_written_leaves_a_resumable_run(tmp_path, c
     full_disk()
     assert main(["train", "--out", str(folder), "--resume"]) == 0
     assert (folder / "results.json").is_file()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+def test_a_real_file_size_limit_stops_the_run_in_one_line_and_it_resumes(finished, tmp_path):
+    """The kernel refuses the write (EFBIG), as on a full disk: no monkeypatching."""
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    before = (folder / "last.pt").read_bytes()
+    limit = len(before) // 2  # room for every run file but the checkpoint
+
+    import resource  # POSIX only
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    command = [sys.executable, "-m", "hpn", "train", "--out", str(folder), "--resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cut = subprocess.run(
+        [*command, "optim.epochs=3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
+    assert cut.returncode == 2, cut.stderr
+    assert "Traceback" not in cut.stderr
+    assert cut.stderr.strip().splitlines()[-1].startswith(f"hpn: error: [Errno {errno.EFBIG}]")
+    assert f"could not write {folder / 'last.pt'}" in cut.stderr
+    assert (folder / "last.pt").read_bytes() == before
+    _no_leftovers(folder)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 2
