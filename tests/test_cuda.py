@@ -104,8 +104,8 @@ def test_training_on_the_gpu_learns_and_resumes_bit_identically(tmp_path, precis
     with pytest.raises(_Stop):
         _train(_cfg(tmp_path, "cut", precision=precision), log=_stop)
     _train(_cfg(tmp_path, "cut", precision=precision), resume=True)
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
     for key in a:  # dropout masks come from the CUDA generator, saved with the checkpoint
         assert torch.equal(a[key], b[key]), key
 

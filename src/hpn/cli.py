@@ -1,7 +1,8 @@
 """The ``hpn`` command line: ``hpn prototypes | train | demo | transfer | evaluate | bench``.
 
-Errors a user can cause (bad numbers, unknown methods, missing files) end in one line on
-stderr and exit status 2; tracebacks are for bugs.
+Errors a user can cause (bad numbers, unknown methods, missing files, a full disk, a
+checkpoint that is not plain data) end in one line on stderr and exit status 2; tracebacks
+are for bugs.
 """
 
 from __future__ import annotations
@@ -383,11 +384,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         use_threads(args.threads)
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:
+    except BrokenPipeError:  # e.g. piped into `head` (before OSError, its base)
+        return 0
+    except (UsageError, ValueError, OSError, ImportError, FloatingPointError) as err:
         print(f"hpn: error: {err}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. piped into `head`
-        return 0
     except KeyboardInterrupt:
         print("hpn: interrupted", file=sys.stderr)
         return 130

@@ -342,7 +342,7 @@ def test_by_name_from_the_registry(tmp_path, fonts):
 def test_second_call_reads_the_cache(tmp_path, fonts, monkeypatch):
     first = load(fonts, tmp_path)
     assert not first.info["cache"]["scan_hit"] and not first.info["render"]["cache_hit"]
-    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["render", "scan"]
+    assert _cache_kinds(tmp_path) == ["render", "scan"]
 
     def no_rendering(task):
         raise AssertionError("rendered although cached")
@@ -361,8 +361,13 @@ def test_the_cache_follows_the_fonts_and_size(tmp_path, fonts):
     load(folder, tmp_path / "cache", size=16)  # new renders, same scan
     (folder / "cmr10.ttf").unlink()  # new fonts: new scan and renders
     load(folder, tmp_path / "cache", min_train_fonts=2)
-    names = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir())
-    assert names == ["render"] * 3 + ["scan"] * 2  # no temporary files left behind
+    assert _cache_kinds(tmp_path / "cache") == ["render"] * 3 + ["scan"] * 2
+
+
+def _cache_kinds(cache: Path) -> list[str]:
+    """The kinds of the cache files, after checking no temporary file is left behind."""
+    assert not list(cache.glob(".*.tmp"))
+    return sorted(p.name.split("-")[0] for p in cache.glob("*.npz"))
 
 
 def test_processes_render_what_one_process_renders(tmp_path, fonts, monkeypatch):

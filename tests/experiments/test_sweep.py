@@ -93,3 +93,21 @@ def test_cells_blank_missing_values_and_declared_rows():
     assert table.cell({"mean": "secs", "format": "{:.2f} s"}, row) == "2.00 s"
     with pytest.raises(ValueError, match="none of"):
         table.cell({"title": "x"}, row)
+
+
+def test_a_finished_run_is_read_back_only_for_the_config_that_made_it(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(
+        "data: {name: clusters, options: {num_classes: 3, samples_per_class: 20, dims: 4}}\n"
+        "model: {backbone: mlp, options: {hidden: [8]}}\n"
+        "optim: {epochs: 1}\n"
+    )
+    folder = tmp_path / "k3-s0"
+    first = sweep.run_or_load(str(cfg), ["head.dims=2"], 0, folder)
+    stamp = (folder / "results.json").stat().st_mtime_ns
+    assert sweep.run_or_load(str(cfg), ["head.dims=2", "device=cpu"], 0, folder) == first
+    assert (folder / "results.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match=r"made with head.dims=2, but .* head.dims=3; move"):
+        sweep.run_or_load(str(cfg), ["head.dims=3"], 0, folder)
+    with pytest.raises(ValueError, match=r"made with seed=0, but .* seed=1"):
+        sweep.run_or_load(str(cfg), ["head.dims=2"], 1, folder)

@@ -44,8 +44,8 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path,
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpn"]
     ddp = _run(torchrun, tmp_path / "ddp")
     assert ddp.stdout.count("test ") == 1  # only rank 0 reports
-    one = torch.load(tmp_path / "single" / "last.pt", weights_only=False)
-    two = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    one = torch.load(tmp_path / "single" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert two["world_size"] == 2 and one["world_size"] == 1
     for key, value in one["model"].items():
         assert torch.allclose(value, two["model"][key], rtol=1e-4, atol=1e-5), key

@@ -68,3 +68,46 @@ def test_the_command_prints_one_row_per_run(finished, capsys):
     assert (
         evaluation_tag(["data.options.degrade=1", "data.seed=3"], "test") == "test-degrade=1-seed=3"
     )
+
+
+def test_a_kept_evaluation_is_scored_again_when_best_pt_or_the_config_changes(finished, tmp_path):
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    first = evaluate_run(folder, split="val")
+    state = torch.load(folder / "best.pt", weights_only=True)
+    state["model"] = {k: torch.zeros_like(v) for k, v in state["model"].items()}
+    torch.save(state, folder / "best.pt")  # another model under the same name
+    second = evaluate_run(folder, split="val")
+    assert second["key"] != first["key"] and second["loss"] != first["loss"]
+    assert evaluate_run(folder, split="val") == second  # read back while nothing changes
+    config = json.loads((folder / "config.json").read_text())
+    config["data"]["options"]["std"] = 2.0
+    (folder / "config.json").write_text(json.dumps(config))
+    third = evaluate_run(folder, split="val")
+    assert third["key"] != second["key"]
+    (folder / "evaluations" / "val.json").write_text('{"accuracy": ')  # a damaged record
+    assert evaluate_run(folder, split="val")["key"] == third["key"]
+
+
+def test_a_kept_transfer_report_is_computed_again_when_best_pt_changes(finished, tmp_path):
+    import shutil
+
+    import torch
+
+    from hpn.experiments.hooks import transfer_or_load
+
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder)
+    options = {"num_classes": 3, "samples_per_class": 20, "dims": 6, "seed": 1}
+    first = transfer_or_load(folder, "clusters", options)
+    assert transfer_or_load(folder, "clusters", options) == first  # read back
+    state = torch.load(folder / "best.pt", weights_only=True)
+    state["model"] = {k: v + 0.5 for k, v in state["model"].items()}
+    torch.save(state, folder / "best.pt")
+    second = transfer_or_load(folder, "clusters", options)
+    assert second["key"] != first["key"]
+    assert second["source_separation"] != first["source_separation"]

@@ -48,15 +48,15 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_results(tmp_path):
     time.sleep(0.3)
     cut.send_signal(signal.SIGKILL)
     assert cut.wait(timeout=60) == -signal.SIGKILL
-    killed_at = torch.load(last, weights_only=False)["epoch"] + 1
+    killed_at = torch.load(last, weights_only=True)["epoch"] + 1
     print(f"killed after epoch {killed_at}")
     assert killed_at < 12, "killed after the last epoch: nothing left to resume"
     assert not (tmp_path / "cut" / "results.json").exists()
 
     resumed = _train(cfg, tmp_path / "cut", "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    b = torch.load(last, weights_only=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731

@@ -45,7 +45,7 @@ def test_resume_needs_only_the_folder_and_records_the_added_epochs(tmp_path, con
     history = json.loads((out / "resumes.json").read_text())
     assert history[0]["at_epoch"] == 2
     assert history[0]["changed"]["optim.epochs"] == [2, 3]
-    state = torch.load(out / "last.pt", weights_only=False)
+    state = torch.load(out / "last.pt", weights_only=True)
     assert state["model"]["head.prototypes"].shape == (4, 5)
     assert not (out / LOCK_NAME).exists()
 

@@ -99,8 +99,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     torch.manual_seed(0)
     train(_cfg(tmp_path, "full"), splits, TinyMLP(), log=lambda *_: None)
     _interrupt_then_resume(_cfg(tmp_path, "cut"), splits)
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     for key, value in full["model"].items():
         assert torch.equal(value, cut["model"][key]), key
     assert (tmp_path / "full" / "metrics.csv").read_text() != ""
@@ -226,7 +226,7 @@ def test_run_reports_macro_f1_of_its_test_predictions(tmp_path):
     backbone = TinyMLP()
     cfg = _cfg(tmp_path, select_metric="val_macro_f1", head={"kind": "prototype", "dims": 3})
     res = train(cfg, splits, backbone, log=lambda *_: None)
-    state = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
     from hpn.training.trainer import build_head
 
     head, _ = build_head(cfg.head, splits, backbone.out_features)
@@ -270,7 +270,7 @@ def test_bf16_autocast_trains_with_float32_weights_and_losses(tmp_path):
     assert (True, torch.bfloat16) in seen  # training forward passes ran in bfloat16
     assert (False, torch.float32) in seen  # evaluation stays in float32
     assert res["test_accuracy"] > 0.8  # the same bar as in fp32
-    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values())
     with pytest.raises(ValueError, match="'fp16'"):
         _cfg(tmp_path, precision="fp16")
@@ -296,8 +296,8 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     }
 
     cut = _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
     assert torch.equal(a["head.assignment.perm"], b["head.assignment.perm"])
     assert torch.equal(a["head.prototypes"], a["head.assignment.base"][a["head.assignment.perm"]])
     for key in a:
@@ -317,7 +317,7 @@ def test_class_name_embeddings_as_prototypes(tmp_path):
     assert res["test_accuracy"] > 0.5
     info = json.loads((tmp_path / "run" / "head.json").read_text())["prototypes"]
     assert info["method"] == "embedding:glove"
-    p = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]["head.prototypes"]
+    p = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]["head.prototypes"]
     cos = p @ p.T
     assert cos[0, 1] > cos[0, 2] and cos[2, 3] > cos[1, 2]  # cat~dog, truck~car kept
     with pytest.raises(ValueError, match="cannot make 60-d prototypes"):
@@ -338,7 +338,7 @@ def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
     assert res["test_accuracy"] > 0.6  # 4 classes, 4 epochs
     info = json.loads((tmp_path / "run" / "head.json").read_text())["prototypes"]
     assert info["method"] == "data" and info["spread_steps"] == 0
-    model = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    model = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
     key = "head.prototypes" if task == "classification" else "head.classifier.prototypes"
     x, y = splits.train.inputs, splits.train.targets["label"]
     means = torch.stack([x[y == c].double().mean(0) for c in range(4)])
@@ -348,7 +348,7 @@ def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
     other = _splits(task, seed=5)
     splits.val, splits.test = other.val, other.test
     train(_cfg(tmp_path, "again", head=head), splits, TinyMLP(), log=lambda *_: None)
-    again = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"][key]
+    again = torch.load(tmp_path / "again" / "last.pt", weights_only=True)["model"][key]
     torch.testing.assert_close(again, want)
     with pytest.raises(ValueError, match="config head.spread_steps: must be >= 0, got -1"):
         train(_cfg(tmp_path, "bad", head={**head, "spread_steps": -1}), splits, TinyMLP())
@@ -384,7 +384,7 @@ def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tm
         itertools.permutations(range(4)), key=lambda s: float((unit(means) * p[list(s)]).sum())
     )
 
-    state = torch.load(tmp_path / "init" / "last.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "init" / "last.pt", weights_only=True)["model"]
     assert state["head.assignment.perm"].tolist() == list(best)
     info = json.loads((tmp_path / "init" / "head.json").read_text())["assignment"]
     assert info["initial_reassigned"] == sum(int(b != c) for c, b in enumerate(best)) > 0
@@ -406,11 +406,11 @@ def test_output_batchnorm_trains_every_prototype_head_and_resumes_its_statistics
     torch.manual_seed(0)
     train(_cfg(tmp_path, "full", head=head), splits, TinyMLP(), log=lambda *_: None)
     assert json.loads((tmp_path / "full" / "head.json").read_text())["output_norm"] == "batchnorm"
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     stats = full["head.proj.1.running_var"]
     assert stats.shape == (head["dims"],) and not torch.allclose(stats, torch.ones_like(stats))
     _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
-    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
     for key, value in full.items():
         assert torch.allclose(value.float(), cut[key].float(), atol=1e-6), key
 
@@ -476,8 +476,8 @@ def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
         "random_negatives": 1,
     }
     cut = _interrupt_then_resume(_cfg(tmp_path, "cut", head=head), splits)
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
     # the table lists, for each class, the nearest prototypes to the one it owns at the end

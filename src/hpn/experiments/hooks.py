@@ -23,9 +23,9 @@ from hpn.evaluation.metrics import (
     prediction_counts,
 )
 from hpn.experiments.table import mean_sd, print_columns
-from hpn.files import atomic_write_json
+from hpn.files import atomic_write_json, read_json_or_none
 from hpn.prototypes import data_prior
-from hpn.training.finished import evaluate_run, transfer_report
+from hpn.training.finished import evaluate_run, run_key, transfer_report
 from hpn.training.run import load_config, load_splits
 
 
@@ -73,12 +73,16 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
 
 
 def transfer_or_load(folder: Path, target: str, options: dict) -> dict:
-    """:func:`hpn.training.run.transfer_report` of a run, kept beside it and read back."""
+    """:func:`hpn.training.finished.transfer_report` of a run, kept beside it and read back
+    while its ``key`` (:func:`hpn.training.finished.run_key` of the target and options:
+    ``best.pt``, ``config.json``, the request) is the run's; otherwise computed again."""
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     done = folder / f"transfer-{target}{suffix}.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    report = transfer_report(folder, target, options)
+    key = run_key(folder, {"transfer": target, "options": options})
+    kept = read_json_or_none(done)
+    if isinstance(kept, dict) and kept.get("key") == key:
+        return kept
+    report = {**transfer_report(folder, target, options), "key": key}
     atomic_write_json(done, report)
     return report
 

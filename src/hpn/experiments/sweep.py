@@ -60,7 +60,7 @@ import yaml
 
 from hpn.experiments import table
 from hpn.experiments.table import fill
-from hpn.training.config import parse_key_values
+from hpn.training.config import RunConfig, config_changes, from_dict, parse_key_values
 from hpn.training.run import config_path, load_config, run
 
 #: One run: (config, overrides, seed, folder), as ``hpn train --config CONFIG OVERRIDES
@@ -257,13 +257,39 @@ def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) 
 
     A finished run (``results.json`` present) is read back, an interrupted one (``last.pt``)
     resumed, otherwise the run is trained from scratch; so every benchmark continues where
-    it stopped.
+    it stopped. A folder is keyed by the config it was run with (its ``config.json``): one
+    made with other settings is refused (:func:`check_same_run`), never read back as this one.
     """
+    cfg = load_config(config, [*overrides, f"seed={seed}", f"out_dir={folder}"])
+    check_same_run(folder, cfg)
     done = folder / "results.json"
     if done.is_file():
         return json.loads(done.read_text())
-    cfg = load_config(config, [*overrides, f"seed={seed}", f"out_dir={folder}"])
     return run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
+
+
+#: Config keys that do not change what a run computes.
+_SAME_RUN_IGNORES = ("device", "tensorboard", "out_dir")
+
+
+def check_same_run(folder: Path, cfg: RunConfig) -> None:
+    """Refuse a run folder whose ``config.json`` differs from ``cfg`` (other than in
+    :data:`_SAME_RUN_IGNORES`); a folder without one passes.
+
+    Raises:
+        ValueError: names the first key that differs, both values and what to do.
+    """
+    saved_file = folder / "config.json"
+    if not saved_file.is_file():
+        return
+    saved = from_dict(RunConfig, {**json.loads(saved_file.read_text()), "out_dir": str(folder)})
+    changes = {k: v for k, v in config_changes(saved, cfg).items() if k not in _SAME_RUN_IGNORES}
+    if changes:
+        key, (old, new) = next(iter(changes.items()))
+        raise ValueError(
+            f"{folder} holds a run made with {key}={old!r}, but this benchmark asks for "
+            f"{key}={new!r}; move the folder away or choose another --out"
+        )
 
 
 def run_parallel(

@@ -18,6 +18,12 @@ the fitted network (``model_``) is a CPU ``torch.nn.Module`` and pickles with th
 Predictions run in float64 on a copy of it, so a row's output does not depend on the other
 rows passed with it.
 
+Saving: ``est.save(path)`` and ``HPNClassifier.load(path)`` / ``HPNRegressor.load(path)``
+write and read one file of the network's weights and a JSON record of the parameters and
+fitted attributes, without pickle (:mod:`hpn.sklearn.persist`): loading one from someone else
+runs nothing in it. Pickling (``pickle``, ``joblib``) works as for any estimator, but a pickle
+can run any code when it is loaded: only load pickles you made yourself.
+
 Threads: beyond sklearn's MLP parameters, both estimators take ``n_jobs`` (joblib's
 convention; None means 1), the number of torch threads used while fitting and predicting.
 One thread is the default because the minibatch steps of a small MLP are dominated by thread

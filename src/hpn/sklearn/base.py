@@ -18,7 +18,8 @@ import os
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Generic, Self, TypeVar
+from pathlib import Path
+from typing import Any, Generic, Self, TypeVar, cast
 
 import numpy as np
 import torch
@@ -415,6 +416,49 @@ class _BaseHPN(BaseEstimator, Generic[Head], metaclass=ABCMeta):
 
     def _after_epoch(self, model: _Network[Head]) -> None:
         """Hook run after every training epoch (dynamic assignment re-matches here)."""
+
+    # ---- saving without pickle (hpn.sklearn.persist) ----
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted estimator to ``path`` without pickle: the network's state dict
+        and a JSON record of the parameters and fitted attributes, in one file that
+        :meth:`load` reads with ``weights_only=True`` (:mod:`hpn.sklearn.persist`). Safe to
+        load from others, unlike a pickle. Returns the path.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: not fitted.
+            ValueError: a parameter with no plain form (say a ``RandomState``), named.
+        """
+        from hpn.sklearn.persist import save_estimator
+
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        """The estimator :meth:`save` wrote to ``path``; nothing in the file runs.
+
+        Raises:
+            ValueError: not a saved estimator of this class, or a file that holds more
+                than tensors and plain types (one line).
+        """
+        from hpn.sklearn.persist import load_estimator
+
+        return cast(Self, load_estimator(cls, path))
+
+    def _saved_attributes(self) -> tuple[str, ...]:
+        """The fitted attributes besides ``model_`` that :meth:`save` records."""
+        return (
+            "n_features_in_", "feature_names_in_", "prototypes_", "n_iter_", "loss_curve_",
+            "best_loss_", "validation_scores_", "best_validation_score_",
+        )  # fmt: skip
+
+    def _rebuild(self, state: dict[str, torch.Tensor]) -> _Network[Head]:
+        """An untrained network of the fitted shape, for ``state`` (a saved state dict)."""
+        return self._build(int(self.n_features_in_), self._check_params(), self._saved_head(state))
+
+    @abstractmethod
+    def _saved_head(self, state: dict[str, torch.Tensor]) -> Callable[[int], Head]:
+        """``make_head(width)`` of the fitted head, for a saved state dict."""
 
     @abstractmethod
     def _decode(self, target: torch.Tensor) -> np.ndarray:

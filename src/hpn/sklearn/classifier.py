@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -388,6 +388,24 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
 
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         return self.classes_[target.numpy()]
+
+    def _saved_attributes(self) -> tuple[str, ...]:
+        return (*super()._saved_attributes(), "classes_", "recipe_", "_informed")
+
+    def _saved_head(self, state: dict[str, torch.Tensor]) -> Callable[[int], PrototypeClassifier]:
+        def make_head(width: int) -> PrototypeClassifier:
+            head = PrototypeClassifier(
+                state["head.prototypes"],
+                in_features=width,
+                loss=cast(LossKind, self.recipe_["loss"]),
+                scale=cast(float | None, self.recipe_["scale"]),
+                output_norm=self.output_norm,
+            )
+            if self.assignment == "dynamic":
+                head.enable_dynamic_assignment()
+            return head
+
+        return make_head
 
     def _cosines(self, X: Any) -> np.ndarray:
         """(n_samples, K) cosines to the prototypes, column i to that of ``classes_[i]``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,18 @@ class HPNRegressor(RegressorMixin, _BaseHPN[PrototypeRegressor]):
 
     def _decode(self, target: torch.Tensor) -> np.ndarray:
         return target.numpy()
+
+    def _saved_attributes(self) -> tuple[str, ...]:
+        return (*super()._saved_attributes(), "bounds_")
+
+    def _saved_head(self, state: dict[str, torch.Tensor]) -> Callable[[int], PrototypeRegressor]:
+        low, high = self.bounds_
+
+        def make_head(width: int) -> PrototypeRegressor:
+            pole = state["head.pole"]
+            return PrototypeRegressor(len(pole), low, high, in_features=width, pole=pole)
+
+        return make_head
 
     def predict(self, X: Any) -> np.ndarray:
         """(n_samples,) predictions, each in [v_l, v_u]."""

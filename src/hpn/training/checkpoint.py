@@ -5,6 +5,12 @@ validation score and the metrics rows so far, so ``--resume`` continues exactly 
 stopped; ``best.pt`` holds the model of the best validation epoch. Both are written
 atomically (:func:`hpn.files.atomic_torch_save`): a killed run leaves the previous file.
 
+Both hold tensors and plain types only (numpy's random state is stored as a tensor and
+numbers) and every reader goes through :func:`read_checkpoint`, which loads with
+``torch.load(..., weights_only=True)``: a file that asks for anything else (a pickled object
+whose ``__reduce__`` runs code, or numpy's state pickled by hpn before this format) is refused
+in one line and nothing in it runs.
+
 A run takes ``out_dir/run.lock`` before it reads or writes anything there and drops it when it
 ends. The lock file is created exclusively (``O_CREAT | O_EXCL``) and holds the owner's host
 and process id, so a second run into the same folder refuses in one line while the first one
@@ -15,11 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -139,15 +148,45 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """The global generators' state: torch, numpy, Python, and CUDA's when in use."""
+    """The global generators' state: torch, numpy, Python, and CUDA's when in use; tensors
+    and plain types only (see :func:`numpy_state_to_plain`)."""
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what resumes
-        "python": random.getstate(),
+        "numpy": numpy_state_to_plain(cast(tuple, np.random.get_state())),  # noqa: NPY002
+        "python": random.getstate(),  # (version, tuple of 625 ints, float or None)
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()  # dropout masks drawn on the GPU
     return state
+
+
+def numpy_state_to_plain(state: tuple) -> dict:
+    """numpy's legacy ``get_state()`` tuple as a dict of a tensor and numbers.
+
+    Example:
+        >>> rng = np.random.RandomState(0)
+        >>> plain = numpy_state_to_plain(rng.get_state())
+        >>> plain["keys"].shape, plain["keys"].dtype
+        (torch.Size([624]), torch.int64)
+        >>> same = np.random.RandomState(1)
+        >>> same.set_state(numpy_state_from_plain(plain))
+        >>> same.randint(1000) == rng.randint(1000)
+        True
+    """
+    name, keys, pos, has_gauss, cached = state
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),  # (624,) uint32 values
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def numpy_state_from_plain(plain: dict) -> tuple:
+    """The ``set_state()`` tuple of what :func:`numpy_state_to_plain` returned."""
+    keys = plain["keys"].cpu().numpy().astype(np.uint32)
+    return (plain["name"], keys, plain["pos"], plain["has_gauss"], plain["cached_gaussian"])
 
 
 def set_rng_state(state: dict) -> None:
@@ -156,8 +195,89 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["python"])
+    np.random.set_state(numpy_state_from_plain(state["numpy"]))  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint that ``torch.load(..., weights_only=True)`` refuses: crafted, or older."""
+
+
+#: What the refused global of a checkpoint by hpn before the plain format is: numpy's state.
+_OLD_FORMAT = re.compile(
+    r"^numpy\.((_core\.|core\.)?(multiarray\._reconstruct|ndarray|dtype)|dtypes\.\w+)$"
+)
+
+
+def read_checkpoint(
+    path: str | os.PathLike, device: str = "cpu", keys: tuple[str, ...] = ()
+) -> dict:
+    """The dict a checkpoint file holds, loaded with ``weights_only=True``: tensors and plain
+    types only; nothing in the file runs.
+
+    Args:
+        path: a ``last.pt`` or ``best.pt`` (or any file :func:`torch.save` wrote a dict to).
+        device: ``map_location`` of the tensors.
+        keys: entries the dict must have.
+
+    Raises:
+        UnsafeCheckpoint: the file asks for a Python object beyond tensors and plain types,
+            in one line: a checkpoint of an older hpn (numpy's random state pickled) says so
+            and how to proceed; anything else is named and refused.
+        ValueError: a damaged file, or not a dict with ``keys``.
+        OSError: the file is missing or cannot be read.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+    except pickle.UnpicklingError as err:
+        raise _refusal(path, str(err)) from None
+    except (RuntimeError, EOFError) as err:  # OSError (missing, unreadable) passes as it is
+        raise ValueError(f"{path} is damaged or not a checkpoint ({_first(str(err))})") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not an hpn checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def _first(message: str) -> str:
+    """The first sentence of an error message, on one line."""
+    return message.strip().split(". ")[0].replace("\n", " ") or "unreadable"
+
+
+def _refusal(path: Path, message: str) -> UnsafeCheckpoint:
+    """The one-line error for a file ``weights_only`` refused with ``message``."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found is None:
+        reason = message.rpartition("WeightsUnpickler error:")[2]
+        return UnsafeCheckpoint(
+            f"{path} is damaged or not a plain checkpoint ({_first(reason)}); nothing in it was run"
+        )
+    if _OLD_FORMAT.match(found.group(1)):
+        return UnsafeCheckpoint(
+            f"{path} was written by an older hpn (numpy state pickled in it) and cannot be "
+            "loaded safely; retrain, or if you wrote the file yourself convert it once with "
+            f'python -c "from hpn.training.checkpoint import upgrade_trusted; '
+            f"upgrade_trusted('{path}')\""
+        )
+    return UnsafeCheckpoint(
+        f"refusing to load {path}: it asks for {found.group(1)}, which no hpn checkpoint "
+        "holds (the file may be crafted to run code); nothing in it was run"
+    )
+
+
+def upgrade_trusted(path: str | Path) -> None:
+    """Rewrite a checkpoint of an older hpn in the plain format, in place (atomically).
+
+    This unpickles the file with ``weights_only=False``, which runs whatever code it holds:
+    only for files you wrote yourself, never for files from others.
+    """
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    numpy_state = state.get("rng", {}).get("numpy")
+    if isinstance(numpy_state, tuple):
+        state["rng"]["numpy"] = numpy_state_to_plain(numpy_state)
+    atomic_torch_save(path, state)
 
 
 @dataclass
@@ -205,7 +325,7 @@ def load_last(
 ) -> RunState:
     """Load ``folder/last.pt`` into the model, optimiser and schedule, restore the random
     state, and return where the run stood."""
-    state = torch.load(folder / LAST, weights_only=False, map_location=device)
+    state = read_checkpoint(folder / LAST, device, ("model", "optimizer", "scheduler", "rng"))
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -222,6 +342,6 @@ def save_best(folder: Path, net: nn.Module, epoch: int) -> None:
 
 def load_best(folder: Path, net: nn.Module, device: str) -> int:
     """Load ``folder/best.pt`` into ``net``; returns its 0-based epoch."""
-    state = torch.load(folder / BEST, weights_only=False, map_location=device)
+    state = read_checkpoint(folder / BEST, device, ("model", "epoch"))
     net.load_state_dict(state["model"])
     return int(state["epoch"])

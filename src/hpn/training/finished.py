@@ -6,9 +6,13 @@ on, say, scan-like renders of the held-out fonts (``data.options.degrade=1`` of 
 source), :func:`evaluate_run` rebuilds the run's network from ``config.json``, loads
 ``best.pt`` and scores one split of the data loaded with ``data.*`` overrides. Nothing is
 trained and the run's own files are not changed: the scores go to
-``evaluations/<tag>.json`` in the run folder, written atomically, and are read back by a
-second call. :func:`transfer_report` reads the run's backbone for
-:func:`hpn.evaluation.transfer.transfer_scores` (``evaluation/`` never reads run folders).
+``evaluations/<tag>.json`` in the run folder, written atomically, with a ``key`` (the sha256
+of ``best.pt``'s bytes and of the canonical JSON of ``config.json``, the overrides and the
+split); a second call reads them back only under the same key, so a replaced ``best.pt`` or
+an edited config is scored again. Checkpoints are read with ``weights_only=True``
+(:func:`hpn.training.checkpoint.read_checkpoint`). :func:`transfer_report` reads the run's
+backbone for :func:`hpn.evaluation.transfer.transfer_scores` (``evaluation/`` never reads run
+folders).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from torch import nn
 from hpn.data.base import DataSplits
 from hpn.data.registry import load_data
 from hpn.evaluation.transfer import transfer_scores
-from hpn.files import atomic_write_json
+from hpn.files import atomic_write_json, content_key, read_json_or_none
 from hpn.models import build_backbone
+from hpn.training.checkpoint import BEST, read_checkpoint
 from hpn.training.config import RunConfig, apply_overrides, from_dict
 from hpn.training.run import load_splits
 from hpn.training.trainer import Network, build_head, evaluate
@@ -62,8 +67,15 @@ def _read_run(
     cfg = from_dict(RunConfig, apply_overrides(saved, list(overrides)))
     splits = load_splits(cfg)
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
-    state = torch.load(run_dir / "best.pt", weights_only=False, map_location="cpu")["model"]
+    state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
     return cfg, splits, backbone, state
+
+
+def run_key(run_dir: Path, values: object) -> str:
+    """What a result computed from a finished run depends on: ``best.pt``'s bytes, the
+    run's ``config.json`` and ``values`` (the request: overrides, split, target...)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    return content_key([run_dir / BEST], {"config": config, "request": values})
 
 
 def _check(run_dir: Path, overrides: Sequence[str], split: str) -> None:
@@ -93,19 +105,23 @@ def evaluate_run(
 
     Returns:
         ``{"run", "split", "overrides", "loss", "accuracy", "macro_f1", "mae", "examples",
-        "seconds"}``, also kept in ``run_dir/evaluations/<tag>.json`` and read back from
-        there when it exists.
+        "seconds", "key"}``, also kept in ``run_dir/evaluations/<tag>.json`` and read back
+        from there while its ``key`` (:func:`run_key`) is the run's.
 
     Raises:
         FileNotFoundError: not a finished run folder.
-        ValueError: an override outside ``data.*``, an unknown split, or data whose classes
-            or input shape the trained network cannot take (the message says which).
+        ValueError: an override outside ``data.*``, an unknown split, data whose classes
+            or input shape the trained network cannot take (the message says which), or a
+            ``best.pt`` that is not a plain checkpoint
+            (:class:`~hpn.training.checkpoint.UnsafeCheckpoint`).
     """
     run_dir, overrides = Path(run_dir), list(overrides)
     _check(run_dir, overrides, split)
     done = run_dir / "evaluations" / f"{evaluation_tag(overrides, split)}.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    key = run_key(run_dir, {"overrides": overrides, "split": split})
+    kept = read_json_or_none(done)
+    if isinstance(kept, dict) and kept.get("key") == key:
+        return kept
     start = time.perf_counter()
     cfg, splits, backbone, state = _read_run(run_dir, overrides)
     torch.manual_seed(cfg.seed)
@@ -131,6 +147,7 @@ def evaluate_run(
         "mae": metrics.mae,
         "examples": len(data),
         "seconds": round(time.perf_counter() - start, 3),
+        "key": key,
     }
     done.parent.mkdir(exist_ok=True)
     atomic_write_json(done, report)

@@ -152,11 +152,11 @@ def _scan_face(
 
     face: dict[str, Any] = {"path": path, "index": index, "family": "", "full": f"{path}#{index}"}
     try:
-        font = TTFont(path, fontNumber=index, lazy=True)
-        face["family"], face["full"], face["names"] = _names(font)
-        cmap = font.getBestCmap() or {}
-        drawn = _outline_test(font, memo)
-        face["drawn"] = [c for c in chars if ord(c) in cmap and drawn(cmap[ord(c)])]
+        with TTFont(path, fontNumber=index, lazy=True) as font:  # closes the file
+            face["family"], face["full"], face["names"] = _names(font)
+            cmap = font.getBestCmap() or {}
+            drawn = _outline_test(font, memo)
+            face["drawn"] = [c for c in chars if ord(c) in cmap and drawn(cmap[ord(c)])]
     except Exception as err:  # fontTools raises many types on broken fonts
         face["error"] = f"fontTools cannot read it ({type(err).__name__}: {err})"
     return face

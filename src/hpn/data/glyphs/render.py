@@ -1,14 +1,25 @@
 """Rendering glyphs with Pillow, in worker processes for big jobs, and the on-disk cache of
-the font scan (faces, coverage, probe renders) and of the renders."""
+the font scan (faces, coverage, probe renders) and of the renders.
+
+Each cache file is named by the sha256 of what makes it (:func:`_key`: the cache version, the
+font files' paths, sizes and modification times, and the characters; for renders also the
+faces, characters and image side). It is written atomically (:func:`hpn.files.atomic_writer`)
+and built under a lock of its own (``.locks/NAME.lock``, :func:`hpn.files.file_lock`): a second
+process that wants the same file waits and reads it, and the temporary file of a process
+killed mid-write is removed by the next builder. A file that is missing a field or cannot be
+read (damaged, truncated) is built again.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
-from collections.abc import Callable
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -18,9 +29,11 @@ import numpy as np
 
 from hpn.data.glyphs.designs import PROBE_SIZE, _digest, _probe_chars
 from hpn.data.glyphs.fonts import _face_count, _scan_file
+from hpn.files import atomic_writer, file_lock, remove_partial_writes
 
 PARALLEL_MIN_GLYPHS = 20_000  # below this, worker start-up costs more than it saves
 _VERSION = 2  # bump when rendering or scanning changes, to invalidate caches
+_SCAN_FIELDS = {"faces", "drawn", "probes", "hashes"}
 
 if TYPE_CHECKING:  # Pillow is optional (the data extra): imported where glyphs are drawn
     from PIL.ImageFont import FreeTypeFont
@@ -110,26 +123,31 @@ def _key(*parts: object) -> str:
 
 
 def _save(path: Path, compress: bool = False, **arrays: np.ndarray) -> None:
-    """Write an .npz atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            # (numpy's stub types every keyword as if it could be allow_pickle)
-            (np.savez_compressed if compress else np.savez)(out, **arrays)  # type: ignore[arg-type]
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an .npz atomically (:func:`hpn.files.atomic_writer`), readable by all."""
+    with atomic_writer(path, mode=0o644) as out:
+        # (numpy's stub types every keyword as if it could be allow_pickle)
+        (np.savez_compressed if compress else np.savez)(out, **arrays)  # type: ignore[arg-type]
 
 
-def _load(path: Path) -> dict[str, np.ndarray] | None:
+def _load(path: Path, fields: set[str]) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None when it is missing, unreadable or lacks one of
+    ``fields`` (then it is built again)."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
+        # the handle is ours: numpy leaves it open when the zip cannot be read
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
         return None
+    return arrays if fields <= set(arrays) else None
+
+
+@contextlib.contextmanager
+def _building(path: Path) -> Iterator[None]:
+    """Hold the lock of the cache file ``path`` and clear what a killed writer left."""
+    with file_lock(path.parent / ".locks" / f"{path.name}.lock"):
+        for tmp in remove_partial_writes(path):
+            warnings.warn(f"removed {tmp}, left by a process killed while writing", stacklevel=4)
+        yield
 
 
 # --------------------------------------------------------------------------- the source
@@ -142,11 +160,21 @@ def _scan(
     draws (F, C), its probe renders (F, P, S, S) and their hashes (F, P; 0 where a face
     lacks a probe). Cached by the fonts and characters."""
     path = cache / f"scan-{_key(manifest, ''.join(chars))}.npz"
-    cached = _load(path)
-    if cached is not None and {"faces", "drawn", "probes", "hashes"} <= set(cached):
-        drawn = np.unpackbits(cached["drawn"], axis=1, count=len(chars)).astype(bool)
-        faces = json.loads(str(cached["faces"]))
-        return faces, drawn, cached["probes"], cached["hashes"], True
+    cached = _load(path, _SCAN_FIELDS)
+    if cached is None:
+        with _building(path):
+            cached = _load(path, _SCAN_FIELDS)  # built meanwhile by another process?
+            if cached is None:
+                return (*_scan_fonts(files, chars, workers, path), False)
+    drawn = np.unpackbits(cached["drawn"], axis=1, count=len(chars)).astype(bool)
+    faces = json.loads(str(cached["faces"]))
+    return faces, drawn, cached["probes"], cached["hashes"], True
+
+
+def _scan_fonts(
+    files: list[Path], chars: list[str], workers: int, path: Path
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_scan` without the cache: scan and probe the faces, and save them to ``path``."""
     text = "".join(chars)
     heavy = sum(map(_face_count, files)) * len(chars) >= PARALLEL_MIN_GLYPHS
     scans = [(str(f), text) for f in files]
@@ -179,7 +207,7 @@ def _scan(
             faces[r]["error"] = "it draws one picture for many characters (a placeholder font)"
     arrays = {"faces": np.array(json.dumps(faces)), "drawn": np.packbits(drawn, axis=1)}
     _save(path, compress=True, **arrays, probes=images, hashes=hashes)
-    return faces, drawn, images, hashes, False
+    return faces, drawn, images, hashes
 
 
 def _render(
@@ -188,15 +216,25 @@ def _render(
     """Images of the (path, index, chars, size) tasks, concatenated, with an ok mask;
     cached by the fonts, the tasks and the size."""
     path = cache / f"render-{_key(manifest, tasks, size)}.npz"
-    cached = _load(path)
-    if cached is not None and {"images", "ok"} <= set(cached):
-        return cached["images"], cached["ok"], path, True
+    cached = _load(path, {"images", "ok"})
+    if cached is None:
+        with _building(path):
+            cached = _load(path, {"images", "ok"})
+            if cached is None:
+                return (*_render_tasks(tasks, size, workers, path), path, False)
+    return cached["images"], cached["ok"], path, True
+
+
+def _render_tasks(
+    tasks: list[RenderTask], size: int, workers: int, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_render` without the cache: render the tasks and save them to ``path``."""
     heavy = sum(len(t[2]) for t in tasks) >= PARALLEL_MIN_GLYPHS
     results = _parallel_map(_render_task, tasks, workers if heavy else 1)
     for (font, index, _, _), (_, _, error) in zip(tasks, results, strict=True):
         if error is not None:
-            warnings.warn(f"{font} face {index}: some glyphs failed ({error})", stacklevel=4)
+            warnings.warn(f"{font} face {index}: some glyphs failed ({error})", stacklevel=5)
     images = np.concatenate([r[0] for r in results] or [np.zeros((0, size, size), np.uint8)])
     ok = np.concatenate([r[1] for r in results] or [np.zeros(0, bool)])
     _save(path, images=images, ok=ok)
-    return images, ok, path, False
+    return images, ok
