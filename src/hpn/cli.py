@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -159,6 +161,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    args.out_dir_used = cfg.out_dir  # for the interrupt line
     results = run(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
@@ -363,22 +366,43 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return found
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so the run's lock and checkpoints are handled
+    as after Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(args: argparse.Namespace | None, stop: KeyboardInterrupt) -> str:
+    """The one line after an interrupt: on its own line, with how to go on."""
+    what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+    line = f"\nhpn: {what}"
+    out = getattr(args, "out_dir_used", None)
+    if out is None:
+        return line
+    if (Path(out) / "last.pt").is_file():
+        return f"{line}; the last finished epoch is kept: hpn train --out {out} --resume"
+    return (
+        f"{line} before the first epoch ended (no checkpoint): run the same command again "
+        "without --resume"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``hpn`` with ``argv`` (default: the command line); returns the exit status.
 
-    User errors print one line on stderr and return 2; an interrupt returns 130.
+    User errors print one line on stderr and return 2; Ctrl-C returns 130 and SIGTERM 143,
+    each after one line that says how to go on (a run folder's lock is released and its last
+    finished epoch kept either way).
     """
     parser = build_parser()
+    args: argparse.Namespace | None = None
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        args, extra = parser.parse_known_args(argv)
-        # key=value overrides may also follow the options (argparse stops filling a
-        # positional list once an option came between)
-        if isinstance(getattr(args, "overrides", None), list):
-            late = [e for e in extra if "=" in e and not e.startswith("-")]
-            args.overrides = [*args.overrides, *late]
-            extra = [e for e in extra if e not in late]
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args = _parse(parser, argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
@@ -389,9 +413,25 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, OSError, ImportError, FloatingPointError) as err:
         print(f"hpn: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hpn: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(_interrupted(args, stop), file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed arguments; ``key=value`` overrides may also follow the options (argparse
+    stops filling a positional list once an option came between)."""
+    args, extra = parser.parse_known_args(argv)
+    if isinstance(getattr(args, "overrides", None), list):
+        late = [e for e in extra if "=" in e and not e.startswith("-")]
+        args.overrides = [*args.overrides, *late]
+        extra = [e for e in extra if e not in late]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 if __name__ == "__main__":

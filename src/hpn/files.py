@@ -29,7 +29,9 @@ def atomic_writer(path: str | os.PathLike, mode: int | None = None) -> Iterator[
 
     Args:
         path: the file to write (its folder is created).
-        mode: permission bits of the new file (default: private, 0o600, as ``mkstemp``).
+        mode: permission bits of the new file (default: 0o666 less the process's umask, as
+            ``open`` creates files, so colleagues can read a shared run folder when the
+            umask allows it).
 
     Raises:
         OSError: a failed write (say ENOSPC), as :func:`write_error`: one line naming ``path``.
@@ -49,8 +51,7 @@ def atomic_writer(path: str | os.PathLike, mode: int | None = None) -> Iterator[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -58,6 +59,19 @@ def atomic_writer(path: str | os.PathLike, mode: int | None = None) -> Iterator[
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _default_mode() -> int:
+    """0o666 less the process's umask: the bits ``open`` gives a new file."""
+    try:  # Linux shows the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _open_temp(path: Path) -> tuple[BinaryIO, Path]:

@@ -257,7 +257,7 @@ def _train(
             higher, cfg.optim.patience, best=state.best, best_epoch=state.best_epoch, stale=stale
         )
         recorder.resumed(cfg, start)
-        log(f"resumed {out} at epoch {start}")
+        log(f"resumed {out} at the start of epoch {start + 1} of {cfg.optim.epochs}")
     else:
         _first_assignment(net, splits, cfg, head_info, ctx, log)
         recorder.start(cfg, head_info, ctx.world)
@@ -290,7 +290,17 @@ def _check_folder(out: Path, resume: bool) -> None:
             f"{out} already holds a run (last.pt); pass --resume or choose another out_dir"
         )
     if resume and not last.exists():
-        raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+        raise FileNotFoundError(f"nothing to resume: {last} does not exist; {_start_again(out)}")
+
+
+def _start_again(out: Path) -> str:
+    """What to do when a folder has no checkpoint to resume from."""
+    if (out / "config.json").is_file():
+        return (
+            "the run stopped before its first epoch ended, so run the same command again "
+            "without --resume"
+        )
+    return f"no run was started in {out}: train one there first (hpn train --out {out})"
 
 
 def _first_assignment(
