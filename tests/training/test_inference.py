@@ -1,6 +1,8 @@
 """hpn.load_run: a finished run's best network, ready for inference, scores as at training."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -72,3 +74,30 @@ def test_bad_inputs_are_one_line(clusters_runs, tmp_path):
         load_run(clusters_runs["prototype"], ["optim.lr=1"])
     with pytest.raises(FileNotFoundError, match="not a finished run folder"):
         load_run(tmp_path)
+
+
+def test_import_hpn_loads_the_training_code_on_first_use_only():
+    code = (
+        "import sys, hpn; assert 'hpn.training.inference' not in sys.modules; "
+        "assert hpn.load_run.__module__ == 'hpn.training.inference'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runs_that_predict_values(value_runs):
+    multitask = load_run(value_runs["multitask"])
+    assert multitask.score_kind == "cosine" and multitask.prototypes.shape == (10, 3)
+    x, labels = _test_split(multitask)
+    results = json.loads((value_runs["multitask"] / "results.json").read_text())
+    top = multitask.predict(x, k=2)
+    assert (top.indices[:, 0] == labels).double().mean().item() == results["test_accuracy"]
+    assert multitask.values(x).shape == (len(x),)
+    regression = load_run(value_runs["regression"])
+    assert regression.score_kind is None and regression.num_classes is None
+    data = regression.splits.test
+    x, targets = next(iterate_batches(data, in_batches(range(len(data)), len(data))))
+    mae = (regression.values(x) - targets["value"].double()).abs().mean().item()
+    results = json.loads((value_runs["regression"] / "results.json").read_text())
+    assert mae == pytest.approx(results["test_mae"], rel=1e-9)
+    with pytest.raises(ValueError, match="regression run: it has no class scores"):
+        regression.predict(x)

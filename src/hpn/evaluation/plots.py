@@ -229,7 +229,8 @@ def _per_class_axes(plt: Any, confusion: Confusion, label: list[str], worst: int
         else label[c]
         for _, c in shown
     ]
-    right.barh(range(len(shown)), [a for a, _ in shown], color="C3")
+    bars = right.barh(range(len(shown)), [a for a, _ in shown], color="C3")
+    right.bar_label(bars, fmt="%.2f", padding=2, fontsize="x-small")
     right.set(
         xlim=(0.0, 1.0),
         xlabel="accuracy",
