@@ -86,13 +86,26 @@ def test_folder_list_and_csv_inputs_match_the_runs_own_test_split(image_run, tmp
     assert [r["label_name"] for r in split] == sorted(r["label_name"] for r in split)
 
 
-def test_a_csv_without_a_path_column_is_named(image_run, tmp_path):
+def test_relative_paths_single_images_and_bad_listings(image_run, tmp_path):
+    root = json.loads((image_run / "config.json").read_text())["data"]["options"]["root"]
+    red = f"{root}/val/red/0.png"
+    (tmp_path / "val").symlink_to(f"{root}/val")
+    (tmp_path / "paths.csv").write_text("path\nval/red/0.png\n")
+    listed = _read(predict_run(image_run, tmp_path / "paths.csv", tmp_path / "l.csv", k=1))
+    single = _read(predict_run(image_run, red, tmp_path / "one.csv", k=1))
+    assert [r["input"] for r in listed] == ["val/red/0.png"] and single[0]["input"] == red
+    assert listed[0]["cosine_1"] == single[0]["cosine_1"] and single[0]["name_1"] == "red"
     (tmp_path / "bad.csv").write_text("file\na.png\n")
     with pytest.raises(ValueError, match=r"bad.csv: no 'path' column \(columns: \['file'\]\)"):
         predict_run(image_run, tmp_path / "bad.csv", tmp_path / "o.csv")
     (tmp_path / "list.txt").write_text("missing.png\n")
     with pytest.raises(FileNotFoundError, match="image file not found: .*missing.png"):
         predict_run(image_run, tmp_path / "list.txt", tmp_path / "o.csv", progress=False)
+    (tmp_path / "weights.bin").write_bytes(bytes(range(256)))
+    with pytest.raises(
+        ValueError, match="weights.bin: not a text file listing paths, nor an image"
+    ):
+        predict_run(image_run, tmp_path / "weights.bin", tmp_path / "o.csv")
 
 
 @pytest.mark.parametrize(("mode", "channels"), [("L", 1), ("RGB", 3)])

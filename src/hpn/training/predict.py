@@ -5,8 +5,10 @@ Inputs are one of:
 * ``train``, ``val`` or ``test``: the run's own split (rows named by their number in the
   split, with the true class beside the prediction);
 * a folder: every image file below it, sorted (hidden files and folders skipped);
+* one image file;
 * a ``.csv`` file with a ``path`` column, or any other file listing one path per line (blank
-  lines and ``#`` comments skipped); relative paths are read from the file's folder.
+  lines and ``#`` comments skipped); relative paths are read from the file's folder, and rows
+  are named by the paths as written.
 
 Image files are prepared as the run's data source prepared its training images
 (:mod:`hpn.data.image_inputs`); a run whose source takes no image files accepts split names
@@ -27,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from hpn.data.base import SplitDataset, iterate_batches
-from hpn.data.folders import _image_files
+from hpn.data.base import SplitDataset, in_batches, iterate_batches
+from hpn.data.folders import IMAGE_EXTENSIONS, _image_files
 from hpn.tables import write_table
 from hpn.training.inference import TrainedModel, load_run
 from hpn.training.progress import ProgressBar
@@ -56,13 +58,15 @@ class InputSet:
 
 
 def read_inputs(model: TrainedModel, inputs: str | Path) -> InputSet:
-    """What ``inputs`` names, for ``model``: a split name, a folder, a CSV or a list file.
+    """What ``inputs`` names, for ``model``: a split name, a folder, an image, a CSV or a list
+    file.
 
     Raises:
         FileNotFoundError: ``inputs`` is neither a split name nor an existing file or folder,
             or a listed image is missing.
         ValueError: file inputs for a run that takes none (the message says what it takes),
-            an empty folder or list, or a CSV without a ``path`` column.
+            an empty folder or list, a CSV without a ``path`` column, or a file that is
+            neither an image nor a text listing.
     """
     if str(inputs) in SPLITS:
         return _split_inputs(model, str(inputs))
@@ -77,13 +81,18 @@ def read_inputs(model: TrainedModel, inputs: str | Path) -> InputSet:
             f"{model.run_dir} was trained on {model.source} inputs, which are not image files: "
             f"give a split name ({', '.join(SPLITS)}) instead of {path}"
         )
-    files = _image_files(path) if path.is_dir() else _listed_files(path)
+    if path.is_dir():
+        files = _image_files(path)
+        names = [str(f) for f in files]
+    elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        files, names = [path], [str(path)]
+    else:
+        names = _listed_names(path)
+        files = [path.parent / name for name in names]  # an absolute name stays as it is
     if not files:
         raise ValueError(f"{path} holds no image files")
     images = model.images
-    return InputSet(
-        [str(f) for f in files], lambda rows: (images.load_batch([files[i] for i in rows]), None)
-    )
+    return InputSet(names, lambda rows: (images.load_batch([files[i] for i in rows]), None))
 
 
 def _split_inputs(model: TrainedModel, split: str) -> InputSet:
@@ -96,19 +105,22 @@ def _split_inputs(model: TrainedModel, split: str) -> InputSet:
     return InputSet([str(i) for i in range(len(data))], load, model.task != "regression")
 
 
-def _listed_files(listing: Path) -> list[Path]:
-    """The paths a CSV (``path`` column) or a list file (one per line) names, relative ones
-    read from the file's folder."""
-    text = listing.read_text(encoding="utf-8-sig")
+def _listed_names(listing: Path) -> list[str]:
+    """The paths a CSV (``path`` column) or a list file (one per line) names, as written."""
+    try:
+        text = listing.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{listing}: not a text file listing paths, nor an image file "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        ) from None
     if listing.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text))
         if "path" not in (reader.fieldnames or []):
             raise ValueError(f"{listing}: no 'path' column (columns: {reader.fieldnames})")
-        names = [row["path"].strip() for row in reader if (row["path"] or "").strip()]
-    else:
-        lines = (line.strip() for line in text.splitlines())
-        names = [line for line in lines if line and not line.startswith("#")]
-    return [listing.parent / name for name in names]  # an absolute name stays as it is
+        return [row["path"].strip() for row in reader if (row["path"] or "").strip()]
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def predict_table(
@@ -127,11 +139,10 @@ def predict_table(
         batch_size: inputs per forward pass.
         progress: draw a bar on stderr (None: when stderr is a terminal).
     """
-    n = len(inputs.ids)
-    rows = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
-    bar = ProgressBar(len(rows), "predict", stream=sys.stderr, enabled=progress, unit="batch")
+    batches = in_batches(range(len(inputs.ids)), batch_size)
+    bar = ProgressBar(len(batches), "predict", stream=sys.stderr, enabled=progress, unit="batch")
     parts: dict[str, list[torch.Tensor]] = {"label": [], "indices": [], "scores": [], "value": []}
-    for step, batch in enumerate(rows, start=1):
+    for step, batch in enumerate(batches, start=1):
         x, labels = inputs.load(batch)
         if labels is not None:
             parts["label"].append(labels)
