@@ -9,7 +9,7 @@ The names users reach for first::
 
 A finished run, ready for inference (:func:`hpn.training.inference.load_run`)::
 
-    model = hpn.load_run("runs/demo-prototype")    # backbone + head, class names, prototypes
+    model = hpn.load_run("runs/demo/prototype")    # backbone + head, class names, prototypes
     top = model.predict(x, k=5)                     # (N, 5) classes and their cosines
 
 ``HPNClassifier`` and ``HPNRegressor`` (scikit-learn) and ``load_run`` are imported on first

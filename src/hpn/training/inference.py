@@ -11,9 +11,11 @@ softmax probabilities (N, K) for a softmax head (:attr:`TrainedModel.score_kind`
 Either way the largest score is the predicted class. :class:`ClassScores` is that map from
 inputs to scores as one ``nn.Module``, the network :mod:`hpn.training.export` writes.
 
->>> model = load_run("runs/demo-prototype")                            # doctest: +SKIP
->>> top = model.predict(x, k=3)       # x: (N, 1, 28, 28)              # doctest: +SKIP
->>> top.indices, top.scores            # (N, 3) classes, (N, 3) cosines  # doctest: +SKIP
+For example, after ``hpn demo --out runs/demo``::
+
+    model = load_run("runs/demo/prototype")
+    top = model.predict(x, k=3)     # x: (N, 1, 28, 28) digits in [0, 1]
+    top.indices, top.scores         # (N, 3) classes, best first, and their cosines
 """
 
 from __future__ import annotations
@@ -229,8 +231,9 @@ def _network(
         key = "head.prototypes" if splits.task == "classification" else "head.classifier.prototypes"
         if key not in state:
             raise ValueError(f"{run_dir}/best.pt holds no {key}: not a prototype head's weights")
-        width = state[key].shape[1] + (splits.task == "multitask")
-        head_cfg = dataclasses.replace(head_cfg, prototypes="random", dims=int(width))
+        width = int(state[key].shape[1])  # a multi-task head has one more axis, the values'
+        dims = width + 1 if splits.task == "multitask" else width
+        head_cfg = dataclasses.replace(head_cfg, prototypes="random", dims=dims)
     head, _ = build_head(head_cfg, splits, cast(int, backbone.out_features))
     network = Network(backbone, head, splits.task)
     try:
