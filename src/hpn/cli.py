@@ -354,14 +354,14 @@ def _add_predict(sub: _Subparsers) -> None:
         "predict",
         help="a finished run's top-k classes and scores for each input, to CSV or Parquet",
         description="Predict INPUTS with RUN's best.pt: the run's own split (train, val, "
-        "test), an image folder, a file listing image paths (one per line) or a CSV with a "
+        "test), an image folder or file, a file listing image paths (one per line) or a CSV with a "
         "path column. Images are prepared as the run's data source prepared its training "
         "images; runs on other inputs (vectors, glyph renders) take split names only. One "
         "row per input: class_j, name_j and cosine_j (prototype heads) or probability_j "
         "(softmax heads) for j = 1..k.",
     )
     pre.add_argument("run", help="a run folder (config.json + best.pt)")
-    pre.add_argument("inputs", help="train|val|test, an image folder, a list file or a CSV")
+    pre.add_argument("inputs", help="train|val|test, an image folder or file, a list file or a CSV")
     pre.add_argument("--out", required=True, help="the table: FILE.csv, or FILE.parquet")
     pre.add_argument("--top-k", type=int, default=5, help="classes per input (default 5)")
     pre.add_argument("--batch-size", type=int, default=256)
