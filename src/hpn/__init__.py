@@ -7,8 +7,13 @@ The names users reach for first::
     head = PrototypeClassifier(P, in_features=512)              # the paper's loss
     head = PrototypeClassifier(P, 512, loss=CosineSoftmaxLoss())  # or another loss object
 
-``HPNClassifier`` and ``HPNRegressor`` (scikit-learn) are imported on first use, so
-``import hpn`` does not need scikit-learn.
+A finished run, ready for inference (:func:`hpn.training.inference.load_run`)::
+
+    model = hpn.load_run("runs/demo/prototype")    # backbone + head, class names, prototypes
+    top = model.predict(x, k=5)                     # (N, 5) classes and their cosines
+
+``HPNClassifier`` and ``HPNRegressor`` (scikit-learn) and ``load_run`` are imported on first
+use, so ``import hpn`` does not need scikit-learn or load the training code.
 """
 
 from __future__ import annotations
@@ -36,7 +41,12 @@ from hpn.prototypes import build, generate, load, report, resolve, save
 
 __version__ = "0.1.0"
 
-_LAZY = {"HPNClassifier": "hpn.sklearn", "HPNRegressor": "hpn.sklearn"}
+_LAZY = {
+    "HPNClassifier": "hpn.sklearn",
+    "HPNRegressor": "hpn.sklearn",
+    "TrainedModel": "hpn.training.inference",
+    "load_run": "hpn.training.inference",
+}
 
 __all__ = [
     "CosineSoftmaxLoss",
@@ -49,10 +59,12 @@ __all__ = [
     "PrototypeLoss",
     "PrototypeRegressor",
     "RegressionLoss",
+    "TrainedModel",
     "__version__",
     "build",
     "generate",
     "load",
+    "load_run",
     "nearest_prototype",
     "neighbour_softmax_loss",
     "prototype_loss",

@@ -1,4 +1,5 @@
-"""The ``hpn`` command line: ``hpn prototypes | train | demo | transfer | evaluate | bench``.
+"""The ``hpn`` command line: ``hpn prototypes | train | demo | transfer | evaluate | predict |
+export | bench``.
 
 Errors a user can cause (bad numbers, unknown methods, missing files, a full disk, a
 checkpoint that is not plain data) end in one line on stderr and exit status 2; tracebacks
@@ -24,8 +25,11 @@ from hpn.demo import demo
 from hpn.experiments.registry import add_bench_parsers, run_bench
 from hpn.prototypes.quality import Report
 from hpn.threads import THREADS_ENV, use_threads
+from hpn.training.class_report import confusion_report
 from hpn.training.config import RunConfig, parse_key_values, to_dict
+from hpn.training.export import FORMATS, export_run
 from hpn.training.finished import evaluate_run, transfer_report
+from hpn.training.predict import predict_run
 from hpn.training.progress import ProgressBar
 from hpn.training.run import load_config, packaged_configs, resume_config, run
 
@@ -196,6 +200,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{shown['accuracy']:.4f} | {shown['macro_f1']:.4f} | {r['loss']:.4f} | "
             f"{r['examples']} |"
         )
+    if args.confusion:
+        for folder in args.runs:
+            r = confusion_report(folder, args.overrides, split=args.split, device=args.device)
+            print(f"{folder}: {r['per_class_csv']}, {r['confusion_csv']}, {r['confusion_png']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    out = predict_run(
+        args.run, args.inputs, args.out, k=args.top_k, batch_size=args.batch_size,
+        device=args.device,
+    )  # fmt: skip
+    print(f"predictions of {args.inputs} by {args.run}: {out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    out = export_run(args.run, args.format, args.out)
+    print(f"{args.format} model of {args.run}: {out} (inputs -> (N, K) class scores)")
     return 0
 
 
@@ -322,7 +345,46 @@ def _add_evaluate(sub: _Subparsers) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="a data.* override, e.g. data.options.degrade=1 (repeat)",
     )  # fmt: skip
+    ev.add_argument(
+        "--confusion", action="store_true",
+        help="also write per-class accuracy and the confusion matrix (CSV tables and a PNG "
+        "figure) to RUN/evaluations/",
+    )  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
+
+
+def _add_predict(sub: _Subparsers) -> None:
+    pre = sub.add_parser(
+        "predict",
+        help="a finished run's top-k classes and scores for each input, to CSV or Parquet",
+        description="Predict INPUTS with RUN's best.pt: the run's own split (train, val, "
+        "test), an image folder or file, a file listing image paths (one per line) or a CSV with a "
+        "path column. Images are prepared as the run's data source prepared its training "
+        "images; runs on other inputs (vectors, glyph renders) take split names only. One "
+        "row per input: class_j, name_j and cosine_j (prototype heads) or probability_j "
+        "(softmax heads) for j = 1..k.",
+    )
+    pre.add_argument("run", help="a run folder (config.json + best.pt)")
+    pre.add_argument("inputs", help="train|val|test, an image folder or file, a list file or a CSV")
+    pre.add_argument("--out", required=True, help="the table: FILE.csv, or FILE.parquet")
+    pre.add_argument("--top-k", type=int, default=5, help="classes per input (default 5)")
+    pre.add_argument("--batch-size", type=int, default=256)
+    pre.add_argument("--device", default="cpu")
+    pre.set_defaults(func=_cmd_predict)
+
+
+def _add_export(sub: _Subparsers) -> None:
+    exp = sub.add_parser(
+        "export",
+        help="a finished run's network as TorchScript or ONNX (inputs -> class scores)",
+        description="Write RUN's best network, inputs (N, *input shape) -> class scores "
+        "(N, K) (cosines, or softmax probabilities for a softmax head), as a TorchScript or "
+        "ONNX file. ONNX needs the onnx and onnxscript packages (the export extra).",
+    )
+    exp.add_argument("run", help="a run folder (config.json + best.pt)")
+    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--out", required=True, help="the file to write, e.g. model.pt or model.onnx")
+    exp.set_defaults(func=_cmd_export)
 
 
 def _add_bench(sub: _Subparsers) -> None:
@@ -339,11 +401,14 @@ def _add_bench(sub: _Subparsers) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hpn`` parser: one subcommand per verb (prototypes, train, demo, transfer,
-    evaluate, bench)."""
+    evaluate, predict, export, bench)."""
     parser = _Parser(prog="hpn", description="Hyperspherical Prototype Networks")
     parser.add_argument("--version", action="version", version=f"hpn {hpn.__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for add in (_add_prototypes, _add_train, _add_demo, _add_transfer, _add_evaluate, _add_bench):
+    for add in (
+        _add_prototypes, _add_train, _add_demo, _add_transfer, _add_evaluate, _add_predict,
+        _add_export, _add_bench,
+    ):  # fmt: skip
         add(sub)
     for i, each in enumerate(_all_parsers(parser)):
         each.add_argument(

@@ -5,6 +5,8 @@
   against measured training seconds, one line per run (who is ahead after how long).
 * :func:`sphere_plot`: unit outputs on S^2 coloured by class, with the prototypes, as the
   paper's rotated-digits figure.
+* :func:`confusion_figure`: the row-normalised confusion matrix for K <= 50 classes, else
+  the histogram of per-class accuracy and the worst classes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +23,8 @@ from hpn.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # matplotlib is an optional extra (hpn[data]), imported when a plot is made
     from matplotlib.figure import Figure
+
+    from hpn.evaluation.confusion import Confusion
 
 
 def _pyplot():
@@ -162,3 +166,77 @@ def sphere_plot(
     path = _save(fig, out_png)
     plt.close(fig)
     return path
+
+
+def confusion_figure(
+    confusion: Confusion,
+    out_png: str | Path,
+    names: list[str] | None = None,
+    title: str = "",
+    worst: int = 20,
+) -> Path:
+    """Per-class errors at a glance.
+
+    For K <= :data:`hpn.evaluation.confusion.DENSE_LIMIT` the K x K matrix, each row divided
+    by its class's examples (true class down, predicted across); for more classes, where such
+    an image is unreadable, two panels: the histogram of per-class accuracy and the ``worst``
+    classes of lowest accuracy with the class each is most often mistaken for.
+    """
+    from hpn.evaluation.confusion import DENSE_LIMIT
+
+    plt = _pyplot()
+    k = confusion.num_classes
+    label = [str(c) for c in range(k)] if names is None else list(names)
+    if k <= DENSE_LIMIT:
+        fig = _confusion_matrix_axes(plt, confusion, label)
+    else:
+        fig = _per_class_axes(plt, confusion, label, worst)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = _save(fig, out_png)
+    plt.close(fig)
+    return path
+
+
+def _confusion_matrix_axes(plt: Any, confusion: Confusion, label: list[str]) -> Figure:
+    k = confusion.num_classes
+    counts = confusion.matrix().double()
+    rates = (counts / counts.sum(1, keepdim=True).clamp_min(1)).numpy()
+    side = min(3.0 + 0.3 * k, 16.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set(xlabel="predicted class", ylabel="true class", xticks=range(k), yticks=range(k))
+    ax.set_xticklabels(label, rotation=90, fontsize="small")
+    ax.set_yticklabels(label, fontsize="small")
+    if k <= 20:  # counts in the cells while they are legible
+        for (t, p), n in zip(confusion.pairs.tolist(), confusion.counts.tolist(), strict=True):
+            colour = "white" if rates[t, p] > 0.5 else "black"
+            ax.text(p, t, str(n), ha="center", va="center", fontsize="x-small", color=colour)
+    return fig
+
+
+def _per_class_axes(plt: Any, confusion: Confusion, label: list[str], worst: int) -> Figure:
+    rows = confusion.per_class()
+    scored = [(a, c) for c, a in enumerate(rows["accuracy"]) if a is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.hist([a for a, _ in scored], bins=20, range=(0.0, 1.0), color="C0")
+    left.set(xlabel="per-class accuracy", ylabel="classes", title=f"{len(scored)} classes")
+    shown = sorted(scored)[:worst]
+    text = [
+        f"{label[c]} (→ {label[rows['confused_with'][c]]})"
+        if rows["confused_with"][c] is not None
+        else label[c]
+        for _, c in shown
+    ]
+    bars = right.barh(range(len(shown)), [a for a, _ in shown], color="C3")
+    right.bar_label(bars, fmt="%.2f", padding=2, fontsize="x-small")
+    right.set(
+        xlim=(0.0, 1.0),
+        xlabel="accuracy",
+        title=f"{len(shown)} worst classes (→ most confused with)",
+    )
+    right.set_yticks(range(len(shown)), text, fontsize="small")
+    right.invert_yaxis()
+    return fig
