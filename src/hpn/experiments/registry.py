@@ -65,6 +65,7 @@ MICRO = {
             Option("--features", "features", "penultimate units (the heads' input)", int),
             Option("--batch", "batch", "examples per step", int),
             Option("--losses", "losses", "HPN losses to time, comma-separated", _names),
+            Option("--peers", "peers", "learned-centre heads to time, comma-separated", _names),
             Option("--optimizer", "optimizer", "sgd (with momentum) or adam", str),
             Option("--device", "device", "cpu or cuda", str),
         ),
