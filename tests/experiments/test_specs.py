@@ -159,14 +159,18 @@ def test_blog_prints_ours_beside_the_blogs_numbers(tmp_path):
     hpn = sum(rows[1]["best_epoch"]) / 2
     assert f"| 10 | {soft:.0f} | 50 | {hpn:.0f} | 69 |" in table  # Table 3 beside the blog's
     cos = json.loads((runs / "k10-cos4-s0" / "head.json").read_text())
-    assert cos["loss"]["kind"] == "softmax" and cos["prototypes"]["method"] != "random"
+    assert cos["loss"]["kind"] == "cosine_softmax" and cos["prototypes"]["method"] != "random"
     rand = json.loads((runs / "k10-r10-s1" / "head.json").read_text())
-    assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "paper"
+    assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "squared_cosine"
     data = json.loads((runs / "k10-data4-s0" / "head.json").read_text())
     assert data["prototypes"]["method"] == "data" and data["prototypes"]["spread_steps"] == 100
     dcos = json.loads((runs / "k10-dcos4-s1" / "head.json").read_text())
     assert dcos["prototypes"]["spread_steps"] == 0
-    assert dcos["loss"] == {"kind": "softmax", "scale": data_prior.COSINE_SCALE, "margin": 0.0}
+    assert dcos["loss"] == {
+        "kind": "cosine_softmax",
+        "scale": data_prior.COSINE_SCALE,
+        "margin": 0.0,
+    }
     assert (runs / "k10-dcos4-s1.log").is_file()  # trained in its own process
     # a second call reads every run back: same numbers, nothing retrained
     again = sweep.run_sweep(
@@ -197,7 +201,7 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
     _, (row,) = sweep.plan_sweep(
         sweep.load_spec("blog"), config=str(cfg), seeds=(3,), classes=(10,), variants=("lin4",)
     )
-    assert row.reference == "hpn.experiments.hooks:linear_reference"
+    assert row.reference == "linear_reference"
     config, extra, seed, _ = row.cases[0]
     got = linear_reference(config, extra, seed=seed)
     # the same map computed with numpy: PCA of the centred training class means
@@ -242,10 +246,11 @@ def test_blog_variant_patterns_give_the_old_overrides():
     overrides = [r.cases[0][1] for r in rows]
     k = "data.options.num_classes=100"
     assert overrides[0] == [k, "head.kind=softmax"]
-    assert overrides[1] == [k, "head.kind=prototype", "head.dims=10", "head.prototypes=auto",
-                            "head.loss=paper"]  # fmt: skip
-    assert overrides[2] == [k, "head.kind=prototype", "head.dims=7", "head.prototypes=data",
-                            "head.loss=softmax", f"head.scale={data_prior.COSINE_SCALE:g}",
+    assert overrides[1] == [k, "head.kind=prototype", "head.prototypes=auto",
+                            "head.loss.kind=squared_cosine", "head.dims=10"]  # fmt: skip
+    assert overrides[2] == [k, "head.kind=prototype", "head.prototypes=data",
+                            "head.loss.kind=cosine_softmax", "head.dims=7",
+                            f"head.loss.scale={data_prior.COSINE_SCALE:g}",
                             "head.spread_steps=0"]  # fmt: skip
     assert overrides[3][-1] == "head.spread_steps=0" and rows[3].reference
     assert [r.cases[0][3].name for r in rows] == ["k100-softmax-s0", "k100-hpn10-s0",
@@ -354,11 +359,12 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     runs = tmp_path / "g"
     rows = sweep.run_sweep(
         "glyphs", config=str(cfg), classes="3,5", dims="2",
-        heads="auto-paper,data-neighbours-batchnorm,auto-softmax-dynamic",
+        heads="auto-squared_cosine,data-neighbour_softmax-batchnorm,auto-cosine_softmax-dynamic",
         degraded=["data.options.std=0.6"], seeds=(0,), out_dir=str(runs), out=out,
     )  # fmt: skip
-    paper, neighbours = "HPN d = 2, auto-paper", "HPN d = 2, data-neighbours-batchnorm"
-    dynamic = "HPN d = 2, auto-softmax-dynamic"
+    paper = "HPN d = 2, auto-squared_cosine"
+    neighbours = "HPN d = 2, data-neighbour_softmax-batchnorm"
+    dynamic = "HPN d = 2, auto-cosine_softmax-dynamic"
     assert [(r["K"], r["model"]) for r in rows] == [
         (3, "softmax"), (3, paper), (3, neighbours), (3, dynamic),
         (5, "softmax"), (5, paper), (5, neighbours), (5, dynamic),
@@ -377,11 +383,12 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     # the style-group column is blank for runs trained without data.options.style_fonts
     assert all(r["style_accs"] == [None] for r in rows)
     assert "| test accuracy, data.options.test_group=styles |" in out.getvalue()
-    head = json.loads((runs / "k5-d2-data-neighbours-batchnorm-s0" / "head.json").read_text())
-    assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbours"
+    folder = runs / "k5-d2-data-neighbour_softmax-batchnorm-s0"
+    head = json.loads((folder / "head.json").read_text())
+    assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbour_softmax"
     assert head["output_norm"] == "batchnorm"
-    head = json.loads((runs / "k5-d2-auto-softmax-dynamic-s0" / "head.json").read_text())
-    assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "softmax"
+    head = json.loads((runs / "k5-d2-auto-cosine_softmax-dynamic-s0" / "head.json").read_text())
+    assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "cosine_softmax"
     assert "| 5 | softmax |" in out.getvalue() and "| 85 |" in out.getvalue()
     # each HPN row's head against softmax's at the same K: 34 / 85 = 0.4, 38 / 85
     table = [line for line in out.getvalue().splitlines() if line.startswith("| 5 |")]
