@@ -209,7 +209,7 @@ def _add_prototypes(sub: _Subparsers) -> None:
     pro.add_argument(
         "--method",
         default="auto",
-        help="auto|random|hpn|optimized|simplex|orthoplex|polygon|e8|code|semantic",
+        help="|".join(protos.METHODS) + " (hpn: the old name of paper_optimizer)",
     )
     pro.add_argument("--seed", type=int, default=0)
     pro.add_argument(

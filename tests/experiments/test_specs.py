@@ -144,7 +144,7 @@ def test_blog_prints_ours_beside_the_blogs_numbers(tmp_path):
     variants = ("softmax", "hpn10", "r10", "cos4", "data4", "dcos4")
     runs = tmp_path / "runs"
     rows = sweep.run_sweep(
-        "blog", classes=(10,), variants=variants, seeds=(0, 1), config=str(cfg),
+        "clusters", classes=(10,), variants=variants, seeds=(0, 1), config=str(cfg),
         out_dir=str(runs), out=out, jobs=2,
     )  # fmt: skip
     assert [r["variant"] for r in rows] == list(variants)
@@ -174,7 +174,7 @@ def test_blog_prints_ours_beside_the_blogs_numbers(tmp_path):
     assert (runs / "k10-dcos4-s1.log").is_file()  # trained in its own process
     # a second call reads every run back: same numbers, nothing retrained
     again = sweep.run_sweep(
-        "blog", classes=(10,), variants=("dcos4",), seeds=(0, 1), config=str(cfg),
+        "clusters", classes=(10,), variants=("dcos4",), seeds=(0, 1), config=str(cfg),
         out_dir=str(runs), out=io.StringIO(), jobs=2,
     )  # fmt: skip
     assert again[0]["f1"] == rows[-1]["f1"]
@@ -184,7 +184,11 @@ def test_blog_trains_the_largest_k_first_in_parallel(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(BLOG)
     _, rows = sweep.plan_sweep(
-        sweep.load_spec("blog"), config=str(cfg), seeds=(0,), classes=(5, 10), variants=("softmax",)
+        sweep.load_spec("clusters"),
+        config=str(cfg),
+        seeds=(0,),
+        classes=(5, 10),
+        variants=("softmax",),
     )
     assert [r.fields["K"] for r in rows] == [5, 10]  # the table's order
     assert [r.fields["K"] for r in sorted(rows, key=lambda r: r.train_key)] == [10, 5]
@@ -199,7 +203,7 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(BLOG)
     _, (row,) = sweep.plan_sweep(
-        sweep.load_spec("blog"), config=str(cfg), seeds=(3,), classes=(10,), variants=("lin4",)
+        sweep.load_spec("clusters"), config=str(cfg), seeds=(3,), classes=(10,), variants=("lin4",)
     )
     assert row.reference == "linear_reference"
     config, extra, seed, _ = row.cases[0]
@@ -220,7 +224,7 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
     # it is not trained: no run folder, and the table has no epochs for it
     out = io.StringIO()
     rows = sweep.run_sweep(
-        "blog", classes=(10,), variants=("lin4",), seeds=(3,), config=str(cfg),
+        "clusters", classes=(10,), variants=("lin4",), seeds=(3,), config=str(cfg),
         out_dir=str(tmp_path / "runs"), out=out,
     )  # fmt: skip
     assert rows[0]["f1"] == [pytest.approx(100 * got["test_macro_f1"])]
@@ -234,14 +238,14 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
 def test_blog_variant_names_are_checked_before_anything_runs(name, tmp_path):
     with pytest.raises(ValueError, match=f"unknown blog variant '{name}'; use softmax, hpnD"):
         sweep.run_sweep(
-            "blog", variants=f"softmax,{name}", out_dir=str(tmp_path), out=io.StringIO()
+            "clusters", variants=f"softmax,{name}", out_dir=str(tmp_path), out=io.StringIO()
         )
     assert not any(tmp_path.iterdir())
 
 
 def test_blog_variant_patterns_give_the_old_overrides():
     _, rows = sweep.plan_sweep(
-        sweep.load_spec("blog"), seeds=(0,), classes=(100,), variants="softmax,hpn10,dcos7,lin3"
+        sweep.load_spec("clusters"), seeds=(0,), classes=(100,), variants="softmax,hpn10,dcos7,lin3"
     )
     overrides = [r.cases[0][1] for r in rows]
     k = "data.options.num_classes=100"
@@ -395,3 +399,39 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     assert [line.split("|")[-2].strip() for line in table] == [
         "1.0000", f"{34 / 85:.4f}", f"{38 / 85:.4f}", f"{34 / 85:.4f}",
     ]  # fmt: skip
+
+
+def test_the_old_spec_name_blog_is_clusters_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'blog' is deprecated; use 'clusters'"):
+        spec = sweep.load_spec("blog")
+    assert spec == sweep.load_spec("clusters")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"colums": []}, r"spec clusters: unknown key\(s\) \['colums'\]"),
+        ({"seeds": "0"}, "spec clusters.seeds: expected list"),
+        ({"after": {"function": "os:system"}}, "no function 'os:system'"),
+        ({"options": {"x": {"type": "int", "default": 1, "help": ""}}}, "is not one of"),
+    ],
+)
+def test_specs_are_checked_as_strictly_as_configs(tmp_path, change, match):
+    import yaml
+
+    spec = {k: v for k, v in sweep.load_spec("clusters").items() if k != "name"}
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump({**spec, **change}))
+    with pytest.raises(ValueError, match=match):
+        sweep.load_spec(str(path))
+
+
+def test_a_variant_head_name_is_checked_when_the_spec_loads(tmp_path):
+    import yaml
+
+    spec = {k: v for k, v in sweep.load_spec("classification").items() if k != "name"}
+    spec["variants"] = [{"folder": "x", "head": "auto-hinge"}]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"variants\[0\].head: head name 'auto-hinge'"):
+        sweep.load_spec(str(path))

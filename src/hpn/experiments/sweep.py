@@ -54,6 +54,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,12 +89,21 @@ def spec_names() -> list[str]:
     )
 
 
+#: Old spec names that still work for one release, with a ``DeprecationWarning``.
+SPEC_ALIASES = {"blog": "clusters"}
+
+
 def load_spec(name: str) -> dict:
-    """The spec ``name`` (a packaged spec, or a YAML file), with its ``name`` set.
+    """The spec ``name`` (a packaged spec or an old name of one, or a YAML file), with its
+    ``name`` set and its keys checked.
 
     >>> load_spec("classification")["options"]["dims"]["default"]
     [2, 3, 5, 10]
     """
+    if name in SPEC_ALIASES:
+        new = SPEC_ALIASES[name]
+        warnings.warn(f"spec {name!r} is deprecated; use {new!r}", DeprecationWarning, 2)
+        name = new
     path = Path(name)
     if not path.is_file():
         if name not in spec_names():
