@@ -542,7 +542,7 @@ def loss_entry(name: str, where: str = "loss") -> LossEntry:
     raise ValueError(f"{where} must be one of {loss_names()}, got {name!r}")
 
 
-def classification_loss(kind: LossKind = "squared_cosine", **settings: Any) -> nn.Module:
+def classification_loss(kind: LossKind = PrototypeLoss.kind, **settings: Any) -> nn.Module:
     """The classification loss a name (:data:`LOSSES`) and its settings make.
 
     Args:

@@ -15,7 +15,7 @@ from hpn.experiments.table import print_columns, print_header, print_row
 from hpn.functional import nearest_prototype, unit
 from hpn.heads import PrototypeClassifier
 from hpn.learned import LearnedCentresClassifier
-from hpn.losses import LOSSES, loss_entry
+from hpn.losses import LOSSES, PrototypeLoss, loss_entry
 from hpn.registry import HEADS
 
 _T = TypeVar("_T")
@@ -141,7 +141,7 @@ def scale_benchmark(
     queries: int = 4096,
     chunk: int = 16_384,
     device: str = "cpu",
-    losses: Iterable[str] = ("squared_cosine",),
+    losses: Iterable[str] = (PrototypeLoss.kind,),
     optimizer: str = "sgd",
     peers: Iterable[str] = ("cosine", "sampled"),
     out: TextIO | None = None,
