@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -335,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_deprecations() -> None:
+    """Old names and flat config keys each print one line on stderr (Python hides
+    ``DeprecationWarning`` outside ``__main__``); call inside ``warnings.catch_warnings``."""
+
+    def show(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+        print(f"hpn: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", r".*(deprecated|will be removed)", DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``hpn`` with ``argv`` (default: the command line); returns the exit status.
 
@@ -354,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return args.func(args)
+        with warnings.catch_warnings():
+            _show_deprecations()
+            return args.func(args)
     except (UsageError, ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:
         print(f"hpn: error: {err}", file=sys.stderr)
         return 2
