@@ -15,18 +15,6 @@ from hpn import prototypes as protos
 from hpn.cli import main
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
 
-BASE = """
-seed: 0
-data:
-  name: clusters
-  options: {num_classes: 6, samples_per_class: 20, dims: 5}
-model:
-  backbone: mlp
-  options: {hidden: [8]}
-head: {kind: prototype, dims: 3}
-optim: {epochs: 1, batch_size: 16}
-"""
-
 
 def _idx(array: np.ndarray) -> bytes:
     code = {np.uint8: 0x08, np.float32: 0x0D}[array.dtype.type]
@@ -144,10 +132,15 @@ def _bad_header_csv(root):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_leaves_no_partial_file(case, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_leaves_no_partial_file(
+    case, tmp_path, capsys, run_config, write_config
+):
     make, message = CASES[case]
-    config = tmp_path / "c.yaml"
-    config.write_text(BASE)
+    base = run_config(
+        classes=6, per_class=20, dims=5, hidden=(8,), head={"kind": "prototype", "dims": 3},
+        optim={"epochs": 1, "batch_size": 16},
+    )  # fmt: skip
+    config = write_config(tmp_path / "c.yaml", base)
     out = tmp_path / "run"
     if make is None:
         argv = ["train", "--config", str(tmp_path / "missing.yaml")]

@@ -129,7 +129,9 @@ def test_overrides_may_follow_options_and_stray_arguments_are_refused(
     args = ["bench", "blog", "--classes", "10", "--out", str(tmp_path), "device=cuda"]
     assert cli.main([*args, "optim.epochs=3", "--jobs", "3"]) == 0
     assert seen["overrides"] == ["device=cuda", "optim.epochs=3"] and seen["jobs"] == 3
-    assert seen["name"] == "blog" and seen["classes"] == "10" and seen["out_dir"] == str(tmp_path)
+    assert (
+        seen["name"] == "clusters" and seen["classes"] == "10" and seen["out_dir"] == str(tmp_path)
+    )
     assert cli.main([*args, "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 

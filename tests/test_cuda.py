@@ -74,7 +74,12 @@ def _cfg(tmp_path, name, **extra):
             "options": {"num_classes": 20, "samples_per_class": 60, "dims": 50, "std": 0.5},
         },
         "model": {"backbone": "mlp", "options": {"hidden": [64], "dropout": 0.2}},
-        "head": {"kind": "prototype", "dims": 8, "prototypes": "data", "loss": "softmax"},
+        "head": {
+            "kind": "prototype",
+            "dims": 8,
+            "prototypes": "data",
+            "loss": {"kind": "cosine_softmax"},
+        },
         "optim": {"optimizer": "adam", "lr": 0.003, "epochs": 4, "batch_size": 32},
         **extra,
     }

@@ -126,11 +126,11 @@ def test_bad_construction_names_the_problem(make, match):
 def test_classifier_softmax_loss_option_uses_the_cosine_softmax():
     torch.manual_seed(0)
     P = F.unit(torch.randn(6, 4))
-    head = PrototypeClassifier(P, in_features=5, loss="softmax", scale=12.0, margin=0.1)
+    head = PrototypeClassifier(P, in_features=5, loss="cosine_softmax", scale=12.0, margin=0.1)
     x, y = torch.randn(8, 5), torch.randint(0, 6, (8,))
     expected = F.prototype_softmax_loss(head.proj(x), P, y, 12.0, 0.1, "mean")
     assert torch.allclose(head.loss(x, y, "mean"), expected)
-    assert PrototypeClassifier(P, loss="softmax").scale == pytest.approx(F.default_scale(6))
+    assert PrototypeClassifier(P, loss="cosine_softmax").scale == pytest.approx(F.default_scale(6))
     paper = PrototypeClassifier(P, in_features=5)
     paper.load_state_dict(head.state_dict())  # the loss choice adds no state
     assert torch.allclose(paper.loss(x, y, "sum"), F.prototype_loss(head.proj(x), P, y, "sum"))
@@ -219,12 +219,12 @@ def test_predict_refuses_non_finite_outputs_instead_of_calling_them_class_0():
 def test_neighbours_loss_keeps_a_table_of_the_nearest_prototypes_as_a_buffer():
     P = protos.generate(30, 6, method="random", seed=2)
     head = PrototypeClassifier(
-        P, in_features=5, loss="neighbours", neighbours=4, scale=10.0, random_negatives=0
+        P, in_features=5, loss="neighbour_softmax", neighbours=4, scale=10.0, random_negatives=0
     )
     assert head.neighbours.shape == (30, 4) and head.neighbours.dtype == torch.long
     cos = P @ P.T - 3 * torch.eye(30)  # own class last
     assert torch.equal(head.neighbours, cos.topk(4, dim=1).indices)
-    restored = PrototypeClassifier(P, in_features=5, loss="neighbours", neighbours=4)
+    restored = PrototypeClassifier(P, in_features=5, loss="neighbour_softmax", neighbours=4)
     restored.neighbours.zero_()
     restored.load_state_dict(_roundtrip(head))
     assert torch.equal(restored.neighbours, head.neighbours)
@@ -237,8 +237,10 @@ def test_neighbours_loss_keeps_a_table_of_the_nearest_prototypes_as_a_buffer():
 
 def test_neighbours_capped_at_every_other_class_is_the_softmax_head():
     P = protos.generate(6, 4, method="random", seed=3)
-    near = PrototypeClassifier(P, in_features=5, loss="neighbours", neighbours=32, margin=0.2)
-    full = PrototypeClassifier(P, in_features=5, loss="softmax", margin=0.2)
+    near = PrototypeClassifier(
+        P, in_features=5, loss="neighbour_softmax", neighbours=32, margin=0.2
+    )
+    full = PrototypeClassifier(P, in_features=5, loss="cosine_softmax", margin=0.2)
     full.load_state_dict(near.state_dict(), strict=False)
     assert near.neighbours.shape == (6, 5)
     x, y = torch.randn(8, 5), torch.randint(0, 6, (8,))
@@ -254,7 +256,7 @@ def test_neighbours_loss_trains_a_head_on_many_classes():
     torch.manual_seed(0)
     P = protos.generate(k, 8, method="random", seed=0)
     head = PrototypeClassifier(
-        P, in_features=width, loss="neighbours", neighbours=5, scale=10.0, random_negatives=8
+        P, in_features=width, loss="neighbour_softmax", neighbours=5, scale=10.0, random_negatives=8
     )
     accuracy = lambda: float((head.predict(x) == y).float().mean())  # noqa: E731
     before = accuracy()
@@ -269,7 +271,7 @@ def test_neighbours_loss_trains_a_head_on_many_classes():
 
 def test_random_negatives_are_drawn_in_training_mode_only():
     P = protos.generate(20, 4, method="random", seed=1)
-    head = PrototypeClassifier(P, loss="neighbours", neighbours=3, random_negatives=5)
+    head = PrototypeClassifier(P, loss="neighbour_softmax", neighbours=3, random_negatives=5)
     z, y = torch.randn(6, 4), torch.randint(0, 20, (6,))
     torch.manual_seed(0)
     drawn = torch.randint(20, (5,))
@@ -287,7 +289,7 @@ def test_neighbour_table_follows_dynamic_assignment(first):
     class c now owns, as a fresh search over the permuted prototypes finds them."""
     g = torch.Generator().manual_seed(4)
     P = protos.generate(25, 5, method="random", seed=4)
-    head = PrototypeClassifier(P, loss="neighbours", neighbours=4)
+    head = PrototypeClassifier(P, loss="neighbour_softmax", neighbours=4)
     head.enable_dynamic_assignment(momentum=0.0)
     for _ in range(3):
         means, seen = torch.randn(25, 5, generator=g), torch.ones(25, dtype=torch.bool)
@@ -306,7 +308,7 @@ def test_neighbour_table_follows_dynamic_assignment(first):
 
 def test_multitask_head_takes_the_neighbours_loss():
     P = protos.generate(10, 3, method="random", seed=0)
-    head = MultiTaskHead(P, 0.0, 1.0, in_features=6, loss="neighbours", neighbours=3)
+    head = MultiTaskHead(P, 0.0, 1.0, in_features=6, loss="neighbour_softmax", neighbours=3)
     assert head.classifier.neighbours.shape == (10, 3)
     x, y, v = torch.randn(5, 6), torch.randint(0, 10, (5,)), torch.rand(5)
     assert torch.isfinite(head.loss(x, {"label": y, "value": v}))
@@ -319,9 +321,9 @@ def test_multitask_head_takes_the_neighbours_loss():
         ({"neighbours": True}, "neighbours must be an integer >= 1, got True"),
         ({"neighbours": 2.5}, "neighbours must be an integer >= 1, got 2.5"),
         ({"random_negatives": -1}, "random_negatives must be an integer >= 0, got -1"),
-        ({"loss": "neighbors"}, r"loss must be one of \['paper', 'softmax', 'neighbours'\]"),
+        ({"loss": "neighbors"}, r"loss must be one of \['squared_cosine', 'cosine_softmax'"),
     ],
 )
 def test_neighbours_options_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        PrototypeClassifier(torch.eye(4), **{"loss": "neighbours", **kwargs})
+        PrototypeClassifier(torch.eye(4), **{"loss": "neighbour_softmax", **kwargs})

@@ -187,16 +187,16 @@ def test_classification_losses_pass_gradcheck_in_float64(loss):
 
 def test_loss_objects_hold_no_state_and_names_build_the_same_objects():
     made = [
-        L.classification_loss("paper"),
-        L.classification_loss("softmax", scale=5.0, margin=0.1),
-        L.classification_loss("neighbours", 8, 0.0, neighbours=3, random_negatives=0),
+        L.classification_loss("squared_cosine"),
+        L.classification_loss("cosine_softmax", scale=5.0, margin=0.1),
+        L.classification_loss("neighbour_softmax", scale=8, neighbours=3, random_negatives=0),
     ]
     assert [type(m) for m in made] == [
         L.PrototypeLoss,
         L.CosineSoftmaxLoss,
         L.NeighbourSoftmaxLoss,
     ]
-    assert [m.kind for m in made] == list(L.LOSSES)
+    assert [m.kind for m in made] == list(L.LOSSES)[:3]
     assert (made[1].scale, made[1].margin) == (5.0, 0.1)
     assert (made[2].neighbours, made[2].random_negatives, made[2].scale) == (3, 0, 8.0)
     others = [L.RegressionLoss(), L.SoftmaxCrossEntropyLoss(), L.ScaledMSELoss()]
@@ -207,8 +207,9 @@ def test_loss_objects_hold_no_state_and_names_build_the_same_objects():
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: L.classification_loss("hinge"), r"loss must be one of \['paper'"),
-        (lambda: L.classification_loss("paper", scale=-1.0), "scale must be a positive number"),
+        (lambda: L.classification_loss("hinge"), r"loss must be one of \['squared_cosine'"),
+        (lambda: L.classification_loss("cosine_softmax", scale=-1.0), "scale must be a positive"),
+        (lambda: L.classification_loss("squared_cosine", scale=2.0), "takes no scale"),
         (lambda: L.CosineSoftmaxLoss(margin=-0.1), "margin must be >= 0, got -0.1"),
         (lambda: L.NeighbourSoftmaxLoss(neighbours=0), "neighbours must be an integer >= 1"),
         (lambda: L.NeighbourSoftmaxLoss(random_negatives=-2), "random_negatives must be"),
@@ -231,12 +232,12 @@ def _heads() -> dict[str, nn.Module]:
     P6 = protos.generate(K, D, method="random", seed=1)
     return {
         "paper": PrototypeClassifier(P6, WIDTH),
-        "softmax": PrototypeClassifier(P6, WIDTH, loss="softmax", margin=0.1),
+        "softmax": PrototypeClassifier(P6, WIDTH, loss="cosine_softmax", margin=0.1),
         "neighbours": PrototypeClassifier(
-            P6, WIDTH, loss="neighbours", neighbours=2, random_negatives=3
+            P6, WIDTH, loss="neighbour_softmax", neighbours=2, random_negatives=3
         ),
         "regressor": PrototypeRegressor(3, LOW, HIGH, in_features=WIDTH),
-        "multitask": MultiTaskHead(P6, LOW, HIGH, in_features=WIDTH, loss="softmax"),
+        "multitask": MultiTaskHead(P6, LOW, HIGH, in_features=WIDTH, loss="cosine_softmax"),
         "softmax baseline": SoftmaxClassifier(WIDTH, K),
         "mse baseline": MSERegressor(WIDTH, LOW, HIGH),
         "multitask baseline": MultiTaskBaseline(WIDTH, K, LOW, HIGH, task_weight=0.25),
@@ -266,9 +267,9 @@ def test_a_head_given_a_loss_object_computes_what_the_name_computes():
     P6 = protos.generate(K, D, method="random", seed=1)
     x, y = torch.randn(9, WIDTH), torch.randint(0, K, (9,))
     for name, obj in [
-        (dict(loss="softmax", scale=7.0, margin=0.2), L.CosineSoftmaxLoss(7.0, 0.2)),
-        (dict(loss="neighbours", neighbours=3), L.NeighbourSoftmaxLoss(3)),
-        (dict(loss="paper"), L.PrototypeLoss()),
+        (dict(loss="cosine_softmax", scale=7.0, margin=0.2), L.CosineSoftmaxLoss(7.0, 0.2)),
+        (dict(loss="neighbour_softmax", neighbours=3), L.NeighbourSoftmaxLoss(3)),
+        (dict(loss="squared_cosine"), L.PrototypeLoss()),
     ]:
         torch.manual_seed(0)
         by_name = PrototypeClassifier(P6, WIDTH, **name)
@@ -289,7 +290,7 @@ def test_head_losses_are_the_functional_losses_bit_for_bit():
     P6 = protos.generate(K, D, method="random", seed=1)
     x, y = torch.randn(8, WIDTH, generator=g), torch.randint(0, K, (8,), generator=g)
     v = LOW + 30 * torch.rand(8, generator=g)
-    soft = PrototypeClassifier(P6, WIDTH, loss="softmax", margin=0.3)
+    soft = PrototypeClassifier(P6, WIDTH, loss="cosine_softmax", margin=0.3)
     z = soft.proj(x)
     want = F.prototype_softmax_loss(z, P6, y, soft.scale, 0.3, "sum")
     assert torch.equal(soft.loss(x, {"label": y}), want)

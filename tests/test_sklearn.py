@@ -230,7 +230,9 @@ def test_regressor_rejects_bad_dims_and_constant_targets():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize(("loss", "assignment"), [("softmax", "static"), ("paper", "dynamic")])
+@pytest.mark.parametrize(
+    ("loss", "assignment"), [("cosine_softmax", "static"), ("squared_cosine", "dynamic")]
+)
 def test_classifier_loss_and_assignment_options(loss, assignment):
     X, y = load_digits(return_X_y=True)
     X = (X - X.mean(0)) / (X.std(0) + 1e-9)
@@ -260,7 +262,7 @@ def test_data_prior_prototypes_and_softmax_scale_options():
     X, y = make_blobs(n_samples=300, centers=6, n_features=10, random_state=0)
     warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs are enough here
     clf = HPNClassifier(
-        prototypes="data", prototype_dims=4, loss="softmax", scale=15.0, max_iter=30,
+        prototypes="data", prototype_dims=4, loss="cosine_softmax", scale=15.0, max_iter=30,
         random_state=0,
     ).fit(X, y)  # fmt: skip
     means = torch.stack([torch.as_tensor(X[y == c]).mean(0) for c in range(6)])
@@ -280,11 +282,11 @@ def test_neighbour_loss_learns_many_classes_with_the_data_prior():
     X = 3 * rng.normal(size=(k, 16))[y] + 0.5 * rng.normal(size=(len(y), 16))
     warnings.simplefilter("ignore", ConvergenceWarning)
     clf = HPNClassifier(
-        prototypes="data", prototype_dims=16, loss="neighbours", max_iter=40, random_state=0
+        prototypes="data", prototype_dims=16, loss="neighbour_softmax", max_iter=40, random_state=0
     ).fit(X[::2], y[::2])
     head = clf.model_.head
-    assert head.loss_kind == "neighbours" and head.neighbours.shape == (k, 32)
-    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbours", "scale": 20.0}
+    assert head.loss_kind == "neighbour_softmax" and head.neighbours.shape == (k, 32)
+    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbour_softmax", "scale": 20.0}
     assert clf.score(X[1::2], y[1::2]) > 0.9  # chance: 1 / 60
 
 
@@ -298,31 +300,34 @@ def test_defaults_switch_to_the_data_prior_above_101_classes():
     X = rng.normal(size=(k, 8))[y] + 0.1 * rng.normal(size=(len(y), 8))
     warnings.simplefilter("ignore", ConvergenceWarning)
     clf = HPNClassifier(max_iter=1, random_state=0).fit(X, y)
-    assert clf.recipe_["prototypes"] == "data" and clf.recipe_["loss"] == "softmax"
-    assert clf.model_.head.loss_kind == "softmax" and clf.prototypes_.shape == (k, 100)
+    assert clf.recipe_["prototypes"] == "data" and clf.recipe_["loss"] == "cosine_softmax"
+    assert clf.model_.head.loss_kind == "cosine_softmax" and clf.prototypes_.shape == (k, 100)
     assert clf.recipe_["scale"] == clf.model_.head.scale == data_prior.COSINE_SCALE == 20.0
     means = torch.stack([torch.as_tensor(X[y == c]).mean(0) for c in range(k)])
     want = data_prior.data_prior_prototypes(means, 100, steps=0)
     np.testing.assert_allclose(clf.prototypes_, want.numpy(), atol=1e-6)
     # room for the simplex, or a method asked for: the paper's recipe
     simplex = HPNClassifier(prototype_dims=k - 1, max_iter=1, random_state=0).fit(X, y)
-    assert simplex.recipe_ == {"prototypes": "auto", "loss": "paper", "scale": None}
+    assert simplex.recipe_ == {"prototypes": "auto", "loss": "squared_cosine", "scale": None}
     asked = HPNClassifier(prototypes="auto", max_iter=1, random_state=0).fit(X, y)
-    assert asked.recipe_["loss"] == "paper" and asked.model_.head.loss_kind == "paper"
+    assert (
+        asked.recipe_["loss"] == "squared_cosine"
+        and asked.model_.head.loss_kind == "squared_cosine"
+    )
     # up to 101 classes the paper's recipe, unless the data prior is asked for
     few = HPNClassifier(max_iter=1, random_state=0).fit(X[y < 10], y[y < 10])
-    assert few.recipe_ == {"prototypes": "auto", "loss": "paper", "scale": None}
+    assert few.recipe_ == {"prototypes": "auto", "loss": "squared_cosine", "scale": None}
     data = HPNClassifier(prototypes="data", max_iter=1, random_state=0).fit(X[y < 10], y[y < 10])
-    assert data.recipe_["loss"] == "softmax" and data.recipe_["scale"] == 20.0
+    assert data.recipe_["loss"] == "cosine_softmax" and data.recipe_["scale"] == 20.0
     scaled = HPNClassifier(prototypes="data", scale=5.0, max_iter=1, random_state=0)
     assert scaled.fit(X[y < 10], y[y < 10]).model_.head.scale == 5.0
-    paper = HPNClassifier(loss="paper", max_iter=1, random_state=0).fit(X, y)
-    assert paper.recipe_ == {"prototypes": "data", "loss": "paper", "scale": None}
-    assert default_recipe(102, 100) == ("data", "softmax")
-    assert default_recipe(101, 100) == ("auto", "paper")
-    assert default_recipe(102, 101) == ("auto", "paper")
-    assert default_recipe(2000, 100) == ("data", "softmax")
-    assert default_recipe(2001, 100) == ("data", "neighbours")
+    paper = HPNClassifier(loss="squared_cosine", max_iter=1, random_state=0).fit(X, y)
+    assert paper.recipe_ == {"prototypes": "data", "loss": "squared_cosine", "scale": None}
+    assert default_recipe(102, 100) == ("data", "cosine_softmax")
+    assert default_recipe(101, 100) == ("auto", "squared_cosine")
+    assert default_recipe(102, 101) == ("auto", "squared_cosine")
+    assert default_recipe(2000, 100) == ("data", "cosine_softmax")
+    assert default_recipe(2001, 100) == ("data", "neighbour_softmax")
 
 
 def test_above_2000_classes_the_default_loss_is_the_neighbour_softmax():
@@ -332,11 +337,11 @@ def test_above_2000_classes_the_default_loss_is_the_neighbour_softmax():
     X = rng.normal(size=(k, 8))[y] + 0.05 * rng.normal(size=(len(y), 8))
     warnings.simplefilter("ignore", ConvergenceWarning)
     clf = HPNClassifier(max_iter=1, random_state=0).fit(X, y)
-    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbours", "scale": 20.0}
+    assert clf.recipe_ == {"prototypes": "data", "loss": "neighbour_softmax", "scale": 20.0}
     assert clf.model_.head.neighbours.shape == (k, 32)
     # given prototypes other than the data prior keep the paper's loss
     auto = HPNClassifier(prototypes="random", max_iter=1, random_state=0).fit(X[:40], y[:40])
-    assert auto.recipe_["loss"] == "paper"
+    assert auto.recipe_["loss"] == "squared_cosine"
 
 
 def test_output_batchnorm_fits_both_estimators_even_with_a_last_batch_of_one():

@@ -143,7 +143,7 @@ def _escape(text: str) -> str:
 
 def config_fields(root=None, prefix: str = ""):
     """``(key, type, default, meaning, section_class)`` rows of every config key, depth first."""
-    from hpn.training.config import RunConfig
+    from hpn.training.config import LossConfig, RunConfig, _section
 
     cls = root or RunConfig
     hints = typing.get_type_hints(cls)
@@ -152,9 +152,10 @@ def config_fields(root=None, prefix: str = ""):
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         hint = hints[f.name]
-        rows.append((key, hint, f, meanings.get(f.name), cls))
-        if dataclasses.is_dataclass(hint):
-            rows.extend(config_fields(hint, f"{key}."))
+        section = _section(hint)
+        rows.append((key, section or hint, f, meanings.get(f.name), cls))
+        if section is not None and section is not LossConfig:  # losses: _losses_section
+            rows.extend(config_fields(section, f"{key}."))
     return rows
 
 
@@ -186,11 +187,13 @@ def _hints() -> dict[str, str]:
     """Text generated from the registries, shown after a key's meaning (or in its place)."""
     from hpn.data.registry import SOURCES
     from hpn.models import BACKBONES
+    from hpn.registry import HEADS
 
     def names(registry) -> str:
         return ", ".join(f"`{name}`" for name in registry)
 
     return {
+        "head.kind": f"One of {names(HEADS)}: see [heads](#heads).",
         "data.name": f"One of {names(SOURCES)}: see [data sources](#data-sources).",
         "data.options": "Keyword arguments of the data source: see [data sources](#data-sources).",
         "model.backbone": f"One of {names(BACKBONES)}: see [backbones](#backbones).",
@@ -230,6 +233,10 @@ def config_page() -> str:
         out += [f"Class `hpn.training.config.{cls.__name__}`.", ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
         for key, hint, f, meaning, _ in items:
+            if key == "head.loss":
+                text = f"{_escape(meaning or '')} See [losses](#losses)."
+                out.append(f"| `{key}` | section | `None` | {text} |")
+                continue
             if dataclasses.is_dataclass(hint):
                 anchor = key.replace(".", "")
                 text = f"section: see [`{key}`](#{anchor})"
@@ -238,7 +245,7 @@ def config_page() -> str:
                 text = f"{text} {hints.get(key, '')}".strip() or NO_MEANING
             out.append(f"| `{key}` | {_type_name(hint)} | {_default(f)} | {text} |")
         out.append("")
-    out += _sources_section() + _backbones_section()
+    out += _heads_section() + _losses_section() + _sources_section() + _backbones_section()
     example = Path(inspect.getsourcefile(RunConfig)).parent.parent / "configs" / "demo.yaml"
     if example.is_file():
         out += [
@@ -250,6 +257,57 @@ def config_page() -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _heads_section() -> list[str]:
+    from hpn.registry import HEADS
+
+    out = [
+        "## Heads {#heads}",
+        "",
+        "A head kind takes only its own settings (a key of another kind is an error); an "
+        "override that changes `head.kind` drops the file's settings the new kind does not take.",
+        "",
+        "| `head.kind` | what it is | settings | losses (default first) |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in HEADS.items():
+        settings = ", ".join(f"`{k}`" for k in entry.settings) or "(none)"
+        losses = entry.losses()
+        if entry.default_loss in losses:
+            losses.remove(entry.default_loss)
+            losses.insert(0, entry.default_loss)
+        shown = ", ".join(f"`{k}`" for k in losses) or "-"
+        out.append(f"| `{name}` | {_escape(entry.summary)} | {settings} | {shown} |")
+    return [*out, ""]
+
+
+def _losses_section() -> list[str]:
+    from hpn.losses import LOSSES
+
+    out = [
+        "## `head.loss` {#losses}",
+        "",
+        "One mapping: `kind` (a name below) and that loss's settings, e.g. "
+        "`head.loss: {kind: neighbour_softmax, scale: 20.0, neighbours: 32}`; a setting the "
+        "loss does not take is an error. Generated from `hpn.losses.LOSSES`; a loss added with "
+        "`register_loss` appears here.",
+        "",
+        "| `head.loss.kind` | heads | settings (default) | what it is |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in LOSSES.items():
+        meanings = _attributes_section(entry.settings.__doc__)
+        settings = "<br>".join(
+            f"`{f.name}` = `{f.default!r}`: {_escape(meanings.get(f.name, ''))}"
+            for f in dataclasses.fields(entry.settings)
+        )
+        aliases = f" (was {', '.join(f'`{a}`' for a in entry.aliases)})" if entry.aliases else ""
+        doc = inspect.getdoc(entry.loss) or ""
+        heads = ", ".join(f"`{h}`" for h in entry.heads)
+        what = _escape(doc.split("\n\n")[0].replace("\n", " "))
+        out.append(f"| `{name}`{aliases} | {heads} | {settings or '(none)'} | {what} |")
+    return [*out, ""]
 
 
 def _sources_section() -> list[str]:

@@ -1,4 +1,4 @@
-"""Dynamic label-to-prototype assignment (DL2PA, seed 004).
+"""Dynamic label-to-prototype assignment (DL2PA, Saadabadi et al., CVPR 2024): all of it.
 
 The prototypes stay fixed; which class owns which prototype is re-optimised during training.
 :class:`ClassMeans` keeps a running mean direction of the outputs of every class; on a
@@ -15,14 +15,24 @@ schedule, :func:`match` solves the bipartite matching between class means and pr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from hpn.functional import unit
+from hpn.functional import as_labels, unit
+
+#: Sums a tensor over the processes of a group (identity for one process).
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
 
 #: Largest K solved exactly by the Hungarian algorithm (K^2 floats, O(K^3) time).
 HUNGARIAN_MAX = 4096
@@ -212,8 +222,54 @@ class DynamicAssignment(nn.Module):
         self.register_buffer("base", prototypes.detach().clone())
         self.register_buffer("perm", torch.arange(k))
 
+    def observe(self, z: torch.Tensor, labels: Any) -> None:
+        """Fold a training batch's (N, d) outputs into the running class means."""
+        labels = as_labels(labels, len(z), len(self.base), z.device)
+        self.tracker.update(z, labels)
+
     @torch.no_grad()
-    def reassign(self, head_prototypes: torch.Tensor, means: torch.Tensor | None = None) -> int:
+    def follow(self, table: torch.Tensor | None, old_perm: torch.Tensor) -> None:
+        """Relabel a (K, m) neighbour table in place after classes moved between prototypes
+        (``old_perm`` -> :attr:`perm`), without a new neighbour search."""
+        if table is None:
+            return
+        k = len(self.perm)
+        arange = torch.arange(k, device=old_perm.device)
+        was = torch.empty_like(old_perm).scatter_(0, old_perm, arange)  # prototype -> old class
+        moved = was[self.perm]  # new class c owns what old class moved[c] owned
+        back = torch.empty_like(moved).scatter_(0, moved, arange)  # old class -> new class
+        table.copy_(back[table[moved]])
+
+    @torch.no_grad()
+    def initial_reassign(
+        self,
+        head_prototypes: torch.Tensor,
+        means: torch.Tensor,
+        seen: torch.Tensor,
+        table: torch.Tensor | None = None,
+    ) -> int:
+        """Match classes to prototypes once from given class means (e.g. of an untrained
+        network's outputs), then restart the running means; returns how many changed.
+
+        Args:
+            head_prototypes: (K, d) the head's prototype buffer, overwritten in place.
+            means: (K, d) class mean directions.
+            seen: (K,) bool, the classes ``means`` knows; the others keep their prototype.
+            table: the head's (K, m) neighbour table, relabelled in place, or None.
+        """
+        self.tracker.seen.copy_(seen.to(self.tracker.seen.device))
+        changed = self.reassign(head_prototypes, means.to(self.tracker.means), table)
+        self.tracker.means.zero_()
+        self.tracker.seen.zero_()
+        return changed
+
+    @torch.no_grad()
+    def reassign(
+        self,
+        head_prototypes: torch.Tensor,
+        means: torch.Tensor | None = None,
+        table: torch.Tensor | None = None,
+    ) -> int:
         """Match classes to prototypes, write ``base[perm]`` into ``head_prototypes``.
 
         Classes not seen yet enter the matching with their current prototype as their mean,
@@ -222,6 +278,7 @@ class DynamicAssignment(nn.Module):
         Args:
             head_prototypes: (K, d) the head's prototype buffer, overwritten in place.
             means: optional (K, d) class means; default the tracker's running means.
+            table: the head's (K, m) neighbour table, relabelled in place, or None.
 
         Returns:
             How many classes changed prototype.
@@ -239,6 +296,65 @@ class DynamicAssignment(nn.Module):
         result = match(means, self.base, self.method)
         new = result.perm.to(self.perm.device)
         changed = int((new != self.perm).sum())
+        old = self.perm.clone()
         self.perm.copy_(new)
         head_prototypes.copy_(self.base[new].to(head_prototypes.dtype))
+        self.follow(table, old)
         return changed
+
+
+def dynamic_classifier(head: nn.Module) -> nn.Module | None:
+    """The classifier inside ``head`` that owns a :class:`DynamicAssignment` (the head
+    itself, or a multi-task head's ``classifier``), or None."""
+    for module in (head, getattr(head, "classifier", None)):
+        if isinstance(getattr(module, "assignment", None), DynamicAssignment):
+            return module
+    return None
+
+
+@torch.no_grad()
+def initial_assignment(
+    classifier: nn.Module,
+    outputs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    reduce: Reduce = _identity,
+) -> int:
+    """Match classes to prototypes once from the untrained network's class means.
+
+    Args:
+        classifier: a head with dynamic assignment enabled (``initial_reassign``).
+        outputs: ``(z, labels)`` pairs: (N, d) outputs (normalised here) and (N,) labels,
+            this process's share of the training split; the caller puts the model in eval
+            mode.
+        reduce: sums a tensor over processes (the sums and counts of every rank).
+
+    Returns:
+        How many classes changed prototype. The running means start afresh afterwards.
+    """
+    k, d = cast(torch.Tensor, classifier.prototypes).shape
+    sums = torch.zeros(k, d, dtype=torch.float64)
+    counts = torch.zeros(k, 1, dtype=torch.float64)
+    for z, labels in outputs:
+        labels = labels.cpu()
+        sums.index_add_(0, labels, unit(z.float()).double().cpu())
+        counts.index_add_(0, labels, torch.ones(len(labels), 1, dtype=torch.float64))
+    sums, counts = reduce(sums), reduce(counts)
+    return int(cast(Any, classifier).initial_reassign(sums / counts.clamp_min(1), counts[:, 0] > 0))
+
+
+@torch.no_grad()
+def reassign(head: nn.Module, reduce: Reduce = _identity) -> int | None:
+    """One dynamic-assignment update with the running class means averaged over processes.
+
+    Returns:
+        How many classes changed prototype; None when the head has no dynamic assignment.
+    """
+    cls = dynamic_classifier(head)
+    if cls is None:
+        return None
+    tracker = cast(DynamicAssignment, cls.assignment).tracker
+    seen = tracker.seen.double()[:, None]
+    total = reduce(tracker.means.double().cpu() * seen.cpu())
+    count = reduce(seen.cpu())
+    tracker.seen.copy_((count[:, 0] > 0).to(tracker.seen.device))
+    means = (total / count.clamp_min(1)).to(tracker.means)
+    return int(cast(Any, cls).reassign(means))

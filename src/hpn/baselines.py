@@ -4,7 +4,8 @@ reduction)`` with a loss object of :mod:`hpn.losses`, and ``predict``.
 * :class:`SoftmaxClassifier`: a Linear layer to K logits with cross-entropy.
 * :class:`MSERegressor`: a Linear layer to one value, MSE on targets scaled to [-1, 1] with
   the same training-data bounds as the prototype regressor (so learning rates compare).
-* :class:`MultiTaskBaseline`: both on one Linear layer, L = t CE + (1 - t) MSE.
+* :class:`MultiTaskBaseline`: both, each its own Linear layer on the same features,
+  L = t CE + (1 - t) MSE.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ class MSERegressor(nn.Module):
 
 
 class MultiTaskBaseline(nn.Module):
-    """K logits and one regression output from one Linear layer."""
+    """K logits and one regression output, from two Linear layers on the same features."""
 
     target_keys = ("label", "value")
 

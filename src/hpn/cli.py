@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -238,7 +239,7 @@ def _add_prototypes(sub: _Subparsers) -> None:
     pro.add_argument(
         "--method",
         default="auto",
-        help="auto|random|hpn|optimized|simplex|orthoplex|polygon|e8|code|semantic. auto: "
+        help="|".join(protos.METHODS) + " (hpn: the old name of paper_optimizer). auto: "
         "the exact form where one is optimal (simplex K <= d + 1, cross-polytope K <= 2d, "
         "polygon d = 2); up to K = 2,048 the better of the optimiser and a binary code; "
         "above, a code filling all d dims when one exists (instant; the optimiser can be "
@@ -455,6 +456,17 @@ def _interrupted(args: argparse.Namespace | None, stop: KeyboardInterrupt) -> st
     )
 
 
+def _show_deprecations() -> None:
+    """Old names and flat config keys each print one line on stderr (Python hides
+    ``DeprecationWarning`` outside ``__main__``); call inside ``warnings.catch_warnings``."""
+
+    def show(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+        print(f"hpn: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", r".*(deprecated|will be removed)", DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``hpn`` with ``argv`` (default: the command line); returns the exit status.
 
@@ -472,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         use_threads(args.threads)
-        return args.func(args)
+        with warnings.catch_warnings():
+            _show_deprecations()
+            return args.func(args)
     except BrokenPipeError:  # e.g. piped into `head` (before OSError, its base)
         return 0
     except (UsageError, ValueError, OSError, ImportError, FloatingPointError) as err:

@@ -1,4 +1,4 @@
-"""The main job: HPN and softmax, same backbone and data, side by side.
+"""``hpn demo``: HPN and softmax, same backbone and data, side by side.
 
 Runs the demo config (``configs/demo.yaml``, shipped inside the package) twice, once with a
 prototype head and once with a softmax head, and prints accuracy, training time and the size of

@@ -342,15 +342,13 @@ def neighbour_softmax_loss(
     e^{s c_ij}, so once outputs lie near their targets most of its push comes from the
     prototypes nearest the target; early in training, outputs far from their targets also
     need the push from the rest, which the negatives give. Cost: O(N (m + 1 + r) d) time and
-    memory (plus an (N, r) mask with negatives) whatever K, where the full softmax
-    costs O(N K d) and builds an (N, K) matrix. When each row of ``neighbours`` lists all
-    K - 1 other classes it *is* the full cosine softmax (the same logits, in another order).
+    memory (plus an (N, r) mask) whatever K, where the full softmax costs O(N K d). When each
+    row of ``neighbours`` lists all K - 1 other classes it *is* the full cosine softmax.
 
-    The neighbour table is fixed with the prototypes, so it is computed once, e.g. with
-    :func:`hpn.prototypes.quality.nearest_neighbours` (blockwise, never K x K). A drawn
-    negative equal to a row's target or one of its listed neighbours is masked for that
-    row (it would count twice, or the target would compete with itself), which keeps the
-    estimate unbiased; repeated draws count as often as they are drawn.
+    The neighbour table is fixed with the prototypes, so it is computed once
+    (:func:`hpn.prototypes.quality.nearest_neighbours`, blockwise). A drawn negative equal to
+    a row's target or listed neighbour is masked for that row (it would count twice), which
+    keeps the estimate unbiased; repeated draws count as often as they are drawn.
 
     Args:
         z: (N, d) outputs.
@@ -361,18 +359,16 @@ def neighbour_softmax_loss(
         scale: s > 0; None uses :func:`default_scale` of K, as the full softmax.
         margin: >= 0, subtracted from the target's cosine (CosFace's additive margin).
         reduction: ``mean`` (default), ``sum`` or ``none``.
-        negatives: optional (r,) class indices drawn uniformly with replacement from
-            [0, K), shared by the whole batch; each unmasked one is scored as K / r wrong
-            classes. None or empty: the neighbours only.
+        negatives: optional (r,) class indices drawn uniformly with replacement from [0, K),
+            shared by the batch, each scored as K / r wrong classes. None: neighbours only.
         eps: norm floor; None: :func:`default_eps` of the loss dtype.
 
     Returns:
         Scalar, or (N,) for ``none``.
 
     Raises:
-        ValueError: bad shapes or labels (as :func:`prototype_softmax_loss`), a neighbour
-            table that is not (K, m) integers in [0, K) or lists a class as its own
-            neighbour, or negatives that are not a vector of indices in [0, K).
+        ValueError: bad shapes or labels, a neighbour table that is not (K, m) integers in
+            [0, K) or lists a class as its own neighbour, or bad negatives.
 
     Example:
         >>> P = torch.eye(3)
@@ -431,9 +427,8 @@ def nearest_prototype(
     """c* = argmax_c cos(z, p_c), over blocks of queries and chunks of prototypes.
 
     One (query_block, chunk_size) score buffer is allocated once and reused, so a million
-    prototypes never build an N x K matrix, and no chunk pays for fresh pages (at K = 10^6,
-    d = 128 on 2 CPU cores: 293 queries/s with a new 4096 x 65,536 block per chunk, 365
-    with this reuse at 1024 x 16,384).
+    prototypes never build an N x K matrix, and no chunk pays for fresh pages (throughput:
+    ``hpn bench scale``, docs/results/many-classes.md).
 
     Args:
         z: (N, d) outputs.

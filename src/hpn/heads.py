@@ -12,7 +12,7 @@ a linear layer; other shapes are refused with a ``ValueError`` naming both sizes
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -20,12 +20,12 @@ from torch import nn
 from hpn import functional as F
 from hpn.assignment import DynamicAssignment
 from hpn.losses import (
-    LOSSES,
     LossKind,
     MultiTaskLoss,
     MultiTaskOutput,
     NeighbourSoftmaxLoss,
     PoleOutput,
+    PrototypeLoss,
     PrototypeOutput,
     RegressionLoss,
     classification_loss,
@@ -88,32 +88,23 @@ def _check_pole(pole: torch.Tensor | None, dims: int) -> torch.Tensor:
     return _exact_unit(p)
 
 
-def _classification_criterion(
-    loss: LossKind | nn.Module,
-    scale: float | None,
-    margin: float,
-    neighbours: int,
-    random_negatives: int,
-) -> nn.Module:
-    """The loss object a classification head was given, or the one its string names
-    (:func:`hpn.losses.classification_loss`); the other arguments go with a string only."""
+def _classification_criterion(loss: LossKind | nn.Module, settings: dict[str, Any]) -> nn.Module:
+    """The loss object a classification head was given, or the one its name and the settings
+    given (not None) make (:func:`hpn.losses.classification_loss`)."""
+    given = {k: v for k, v in settings.items() if v is not None}
     if isinstance(loss, str):
-        return classification_loss(loss, scale, margin, neighbours, random_negatives)
+        return classification_loss(loss, **given)
     if not isinstance(loss, nn.Module):
-        raise ValueError(f"loss must be one of {list(LOSSES)} or a loss object, got {loss!r}")
-    if (scale, margin, neighbours, random_negatives) != (None, 0.0, 32, 256):
+        raise ValueError(f"loss must be a loss name or a loss object, got {loss!r}")
+    if given:
         raise ValueError(
-            "scale, margin, neighbours and random_negatives are the loss object's settings; "
-            f"pass them to {type(loss).__name__}, not to the head"
+            f"{', '.join(sorted(given))} are the loss object's settings; pass them to "
+            f"{type(loss).__name__}, not to the head"
         )
     return loss
 
 
-def _outputs(
-    head: PrototypeClassifier | PrototypeRegressor | MultiTaskHead,
-    features: torch.Tensor,
-    whose: str,
-) -> torch.Tensor:
+def _outputs(head: nn.Module, features: torch.Tensor, whose: str) -> torch.Tensor:
     """z = head.proj(features), after checking features against ``head.in_features`` and z
     against ``head.dims`` (``whose`` d, in the message)."""
     width = getattr(head, "in_features", None)  # absent from heads pickled before it existed
@@ -122,8 +113,8 @@ def _outputs(
             f"features must be (N, {width}) for this head's in_features={width}, "
             f"got shape {tuple(features.shape)}"
         )
-    z = head.proj(features)
-    F.check_dims(z, head.dims, whose)
+    z = cast(nn.Module, head.proj)(features)
+    F.check_dims(z, cast(int, head.dims), whose)
     return z
 
 
@@ -137,27 +128,27 @@ class PrototypeClassifier(nn.Module):
         prototypes: (K, d) fixed prototypes (normalised and stored as a buffer).
         in_features: if given, a ``Linear(in_features, d)`` maps backbone features to z.
         loss: a classification loss object of :mod:`hpn.losses` (any ``nn.Module`` called
-            as ``loss(PrototypeOutput, target, reduction)``), or the name of one:
-            ``"paper"``, :class:`~hpn.losses.PrototypeLoss`, the paper's (1 - cos(z, p_y))^2
-            (touches only the target prototype); ``"softmax"``,
-            :class:`~hpn.losses.CosineSoftmaxLoss`, cross-entropy over ``scale``-d cosines to
-            all prototypes with an optional additive ``margin`` (O(N K d) per batch); or
-            ``"neighbours"``, :class:`~hpn.losses.NeighbourSoftmaxLoss`, the same softmax
-            over the target and the ``neighbours`` prototypes nearest to it
-            (O(N (m + 1) d) whatever K). The arguments ``scale`` to ``random_negatives``
-            go with a name only; a loss object carries its own.
+            as ``loss(PrototypeOutput, target, reduction)``), or the name of one in
+            :data:`hpn.losses.LOSSES`: ``"squared_cosine"``,
+            :class:`~hpn.losses.PrototypeLoss`, the paper's (1 - cos(z, p_y))^2 (touches only
+            the target prototype); ``"cosine_softmax"``, :class:`~hpn.losses.CosineSoftmaxLoss`,
+            cross-entropy over ``scale``-d cosines to all prototypes with an optional additive
+            ``margin`` (O(N K d) per batch); or ``"neighbour_softmax"``,
+            :class:`~hpn.losses.NeighbourSoftmaxLoss`, the same softmax over the target and the
+            ``neighbours`` prototypes nearest to it (O(N (m + 1) d) whatever K). The
+            arguments ``scale`` to ``random_negatives`` go with a name only, and only those the
+            named loss takes (None: its default); a loss object carries its own.
         scale: softmax scale s; None: :func:`hpn.functional.default_scale` of K.
-        margin: softmax additive cosine margin m >= 0.
-        neighbours: m >= 1, wrong classes per example for ``"neighbours"``; capped at
-            K - 1 (where the loss is the full cosine softmax). Row c of the ``neighbours``
-            buffer (K, m) lists the classes whose prototypes lie nearest to class c's,
-            computed blockwise at construction (O(K^2 d) once, never a K x K matrix: 0.5 s
-            at K = 10,000 and 45 s at K = 100,000 for d = 64 on one busy CPU thread) and kept
-            in step with dynamic assignment; call
-            :meth:`refresh_neighbours` after changing ``prototypes`` by hand.
-        random_negatives: r >= 0 classes drawn uniformly once per training batch and
-            shared by it, as extra wrong classes of ``"neighbours"``, each standing for
-            K / r classes: an unbiased estimate of the push from the classes not listed
+        margin: softmax additive cosine margin m >= 0 (None: 0).
+        neighbours: m >= 1 (None: 32), wrong classes per example for
+            ``"neighbour_softmax"``; capped at K - 1 (where the loss is the full cosine
+            softmax). Row c of the ``neighbours`` buffer (K, m) lists the classes whose
+            prototypes lie nearest to class c's, computed blockwise at construction
+            (O(K^2 d) once, never a K x K matrix) and kept in step with dynamic assignment;
+            call :meth:`refresh_neighbours` after changing ``prototypes`` by hand.
+        random_negatives: r >= 0 (None: 256) classes drawn uniformly once per training batch
+            and shared by it, as extra wrong classes of ``"neighbour_softmax"``, each standing
+            for K / r classes: an unbiased estimate of the push from the classes not listed
             (0: none; evaluation-mode losses draw none). Without them the neighbours alone
             learn much more slowly: outputs far from their targets are confused with
             prototypes that are not the target's neighbours.
@@ -176,7 +167,7 @@ class PrototypeClassifier(nn.Module):
 
     # buffers (state_dict() keeps them), declared for the type checker
     prototypes: torch.Tensor  # (K, d) unit rows, row c the prototype class c owns
-    neighbours: torch.Tensor | None  # (K, m) long, or None unless the loss is "neighbours"
+    neighbours: torch.Tensor | None  # (K, m) long, or None unless the loss uses neighbours
     proj: nn.Module
     criterion: nn.Module
     assignment: DynamicAssignment | None
@@ -185,21 +176,24 @@ class PrototypeClassifier(nn.Module):
         self,
         prototypes: torch.Tensor,
         in_features: int | None = None,
-        loss: LossKind | nn.Module = "paper",
+        loss: LossKind | nn.Module = PrototypeLoss.kind,
         scale: float | None = None,
-        margin: float = 0.0,
+        margin: float | None = None,
         output_norm: OutputNorm = "none",
-        neighbours: int = 32,
-        random_negatives: int = 256,
+        neighbours: int | None = None,
+        random_negatives: int | None = None,
     ):
         super().__init__()
         p = _check_prototypes(prototypes)
-        criterion = _classification_criterion(loss, scale, margin, neighbours, random_negatives)
+        settings = {"scale": scale, "margin": margin, "neighbours": neighbours}
+        criterion = _classification_criterion(
+            loss, {**settings, "random_negatives": random_negatives}
+        )
         self.num_classes, self.dims = p.shape
         self.in_features = in_features
         # the softmax settings in use, kept (resolved against K) for run records; under the
         # paper's loss, the ones it was given, unused
-        self.margin = float(getattr(criterion, "margin", margin))
+        self.margin = float(getattr(criterion, "margin", margin or 0.0))
         self.scale = F.check_softmax_params(
             self.num_classes, getattr(criterion, "scale", scale), self.margin
         )
@@ -215,7 +209,7 @@ class PrototypeClassifier(nn.Module):
 
     @property
     def loss_kind(self) -> str:
-        """The loss's name (``"paper"``, ``"softmax"``, ``"neighbours"``), else its class's."""
+        """The loss's name (:data:`hpn.losses.LOSSES`), else its class's."""
         return getattr(self.criterion, "kind", type(self.criterion).__name__)
 
     @property
@@ -231,18 +225,6 @@ class PrototypeClassifier(nn.Module):
             m = self.neighbours.shape[1]
             self.neighbours.copy_(nearest_neighbours(self.prototypes, m)[1])
 
-    @torch.no_grad()
-    def _follow_assignment(self, old_perm: torch.Tensor) -> None:
-        """Relabel the ``neighbours`` table after dynamic assignment moved prototypes between
-        classes (``old_perm`` -> ``assignment.perm``), without a new neighbour search."""
-        if self.neighbours is None or self.assignment is None:
-            return
-        arange = torch.arange(self.num_classes, device=old_perm.device)
-        was = torch.empty_like(old_perm).scatter_(0, old_perm, arange)  # prototype -> old class
-        moved = was[self.assignment.perm]  # new class c owns what old class moved[c] owned
-        back = torch.empty_like(moved).scatter_(0, moved, arange)  # old class -> new class
-        self.neighbours.copy_(back[self.neighbours[moved]])
-
     def enable_dynamic_assignment(self, momentum: float = 0.9, method: str = "auto") -> None:
         """Track class mean directions while training and allow :meth:`reassign`.
 
@@ -254,33 +236,18 @@ class PrototypeClassifier(nn.Module):
         )
 
     def reassign(self, means: torch.Tensor | None = None) -> int:
-        """Re-match classes to prototypes from the tracked means; returns how many changed."""
+        """Re-match classes to prototypes from the tracked means; returns how many changed
+        (:meth:`hpn.assignment.DynamicAssignment.reassign`)."""
         if self.assignment is None:
             raise ValueError("dynamic assignment is not enabled on this head")
-        old = self.assignment.perm.clone()
-        changed = self.assignment.reassign(self.prototypes, means)
-        self._follow_assignment(old)
-        return changed
+        return self.assignment.reassign(self.prototypes, means, self.neighbours)
 
-    @torch.no_grad()
     def initial_reassign(self, means: torch.Tensor, seen: torch.Tensor) -> int:
-        """Match classes to prototypes once from given class means (e.g. of an untrained
-        network's outputs), then restart the running means; returns how many changed.
-
-        Args:
-            means: (K, d) class mean directions.
-            seen: (K,) bool, the classes ``means`` knows; the others keep their prototype.
-        """
+        """Match classes to prototypes once from given class means, then restart the running
+        means (:meth:`hpn.assignment.DynamicAssignment.initial_reassign`)."""
         if self.assignment is None:
             raise ValueError("dynamic assignment is not enabled on this head")
-        tracker = self.assignment.tracker
-        tracker.seen.copy_(seen.to(tracker.seen.device))
-        old = self.assignment.perm.clone()
-        changed = self.assignment.reassign(self.prototypes, means.to(tracker.means))
-        self._follow_assignment(old)
-        tracker.means.zero_()
-        tracker.seen.zero_()
-        return changed
+        return self.assignment.initial_reassign(self.prototypes, means, seen, self.neighbours)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(N, d) unit output vectors."""
@@ -312,9 +279,7 @@ class PrototypeClassifier(nn.Module):
         """What the loss needs of (N, d) outputs ``z``; in training mode with dynamic
         assignment, ``z`` also goes into the class means."""
         if self.assignment is not None and self.training:
-            labels = target_part(target, "label")
-            labels = F.as_labels(labels, len(z), self.num_classes, z.device)
-            self.assignment.tracker.update(z, labels)
+            self.assignment.observe(z, target_part(target, "label"))
         return PrototypeOutput(z, self.prototypes, self.neighbours)
 
     @torch.no_grad()
@@ -435,12 +400,12 @@ class MultiTaskHead(nn.Module):
         upper: float,
         in_features: int | None = None,
         task_weight: float = 0.5,
-        loss: LossKind | nn.Module = "paper",
+        loss: LossKind | nn.Module = PrototypeLoss.kind,
         scale: float | None = None,
-        margin: float = 0.0,
+        margin: float | None = None,
         output_norm: OutputNorm = "none",
-        neighbours: int = 32,
-        random_negatives: int = 256,
+        neighbours: int | None = None,
+        random_negatives: int | None = None,
     ):
         super().__init__()
         p = _check_prototypes(class_prototypes)

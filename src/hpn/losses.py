@@ -42,8 +42,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -54,25 +57,32 @@ from hpn import functional as F
 __all__ = [
     "LOSSES",
     "CosineSoftmaxLoss",
+    "CosineSoftmaxSettings",
+    "LossEntry",
     "LossKind",
     "MultiTaskLoss",
     "MultiTaskOutput",
     "NeighbourSoftmaxLoss",
+    "NeighbourSoftmaxSettings",
+    "NoSettings",
     "PoleOutput",
     "PrototypeLoss",
     "PrototypeOutput",
     "RegressionLoss",
+    "SampledSoftmaxLoss",
+    "SampledSoftmaxSettings",
     "ScaledMSELoss",
     "ScaledOutput",
     "SoftmaxCrossEntropyLoss",
     "classification_loss",
+    "loss_entry",
+    "loss_names",
+    "register_loss",
     "target_part",
 ]
 
-#: The classification losses a string can name (``head.loss`` in a run config, the heads'
-#: and :class:`hpn.sklearn.HPNClassifier`'s ``loss=``).
-LossKind = Literal["paper", "softmax", "neighbours"]
-LOSSES = ("paper", "softmax", "neighbours")
+#: The name of a classification loss in :data:`LOSSES` (or one of its old aliases).
+LossKind = str
 
 
 class PrototypeOutput(NamedTuple):
@@ -167,14 +177,75 @@ def _check_softmax(scale: float | None, margin: float) -> tuple[float | None, fl
     return (None if scale is None else float(scale)), float(margin)
 
 
+@dataclass
+class NoSettings:
+    """The settings of a loss that has none (the squared cosine)."""
+
+
+@dataclass
+class CosineSoftmaxSettings:
+    """The settings of :class:`CosineSoftmaxLoss`.
+
+    Attributes:
+        scale: s > 0, the logits are s times the cosines; None: s = sqrt(2) ln(K - 1)
+            (:func:`hpn.functional.default_scale`).
+        margin: m >= 0, subtracted from the target's cosine (CosFace's additive margin).
+    """
+
+    scale: float | None = None
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_softmax(self.scale, self.margin)
+
+
+@dataclass
+class NeighbourSoftmaxSettings(CosineSoftmaxSettings):
+    """The settings of :class:`NeighbourSoftmaxLoss`.
+
+    Attributes:
+        neighbours: m >= 1, the wrong classes per example: the prototypes nearest to the
+            target's (capped at K - 1, where it is the full softmax).
+        random_negatives: r >= 0 classes drawn at random once per batch as extra wrong
+            classes, each standing for K / r classes (0: none; the neighbours alone learn
+            much more slowly).
+    """
+
+    neighbours: int = 32
+    random_negatives: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_count("neighbours", self.neighbours, 1)
+        _check_count("random_negatives", self.random_negatives, 0)
+
+
+@dataclass
+class SampledSoftmaxSettings(CosineSoftmaxSettings):
+    """The settings of :class:`SampledSoftmaxLoss`.
+
+    Attributes:
+        negatives: r >= 0 classes drawn at random per training batch beside the batch's own
+            classes (default 288, the candidates of the neighbour softmax's defaults: 32
+            neighbours + 256 random negatives).
+    """
+
+    negatives: int = 288
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_count("negatives", self.negatives, 0)
+
+
 class PrototypeLoss(nn.Module):
-    """The paper's loss, sum_i (1 - cos(z_i, p_{y_i}))^2 (:func:`hpn.functional.prototype_loss`).
+    """The squared-cosine loss of the paper, sum_i (1 - cos(z_i, p_{y_i}))^2 (:func:`hpn.functional.prototype_loss`).
 
     Only the target prototype is touched: O(N d) whatever K. Output: :class:`PrototypeOutput`;
     target: ``"label"``.
     """
 
-    kind = "paper"
+    kind = "squared_cosine"
+    aliases = ("paper",)
 
     def forward(
         self, output: PrototypeOutput, target: Any, reduction: F.Reduction = "sum"
@@ -196,7 +267,8 @@ class CosineSoftmaxLoss(nn.Module):
     Output: :class:`PrototypeOutput`; target: ``"label"``.
     """
 
-    kind = "softmax"
+    kind = "cosine_softmax"
+    aliases = ("softmax",)
 
     def __init__(self, scale: float | None = None, margin: float = 0.0):
         super().__init__()
@@ -231,7 +303,8 @@ class NeighbourSoftmaxLoss(nn.Module):
     Output: :class:`PrototypeOutput` with its ``neighbours`` table; target: ``"label"``.
     """
 
-    kind = "neighbours"
+    kind = "neighbour_softmax"
+    aliases = ("neighbours",)
 
     def __init__(
         self,
@@ -264,6 +337,54 @@ class NeighbourSoftmaxLoss(nn.Module):
             f"neighbours={self.neighbours}, random_negatives={self.random_negatives}, "
             f"scale={self.scale}, margin={self.margin}"
         )
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Cross-entropy over scaled cosines to a sample of the class centres: the classes of the
+    batch plus ``negatives`` drawn at random (Partial FC's sampled softmax).
+
+    Per training-mode call, r = ``negatives`` classes are drawn uniformly from [0, K) (with
+    the global torch generator) and joined to the batch's labels; the u <= N + r distinct
+    classes are gathered (``index_select``: only their rows take part in the forward, and
+    the backward writes gradient to those rows only) and the loss is
+    :func:`hpn.functional.prototype_softmax_loss` over them, target cosine lowered by
+    ``margin``. Evaluation mode draws none: the softmax runs over the batch's classes. The
+    logits cost O(N u d) whatever K; no log-Q correction is made (as in Partial FC), so the
+    wrong classes weigh less than in the full softmax.
+
+    Args:
+        negatives: r >= 0 classes drawn per training batch.
+        scale: s > 0; None: :func:`hpn.functional.default_scale` of K (all classes, not u).
+        margin: m >= 0, CosFace's additive margin.
+
+    Output: :class:`PrototypeOutput` whose ``prototypes`` are the (K, d) class centres (any
+    norm: the gathered rows are normalised here); target: ``"label"``.
+    """
+
+    kind = "sampled_softmax"
+    aliases = ()
+
+    def __init__(self, negatives: int = 288, scale: float | None = None, margin: float = 0.0):
+        super().__init__()
+        self.negatives = _check_count("negatives", negatives, 0)
+        self.scale, self.margin = _check_softmax(scale, margin)
+
+    def forward(
+        self, output: PrototypeOutput, target: Any, reduction: F.Reduction = "mean"
+    ) -> torch.Tensor:
+        """Scalar, or (N,) for ``reduction="none"``."""
+        z, centres = output.z, output.prototypes
+        k = len(centres)
+        labels = F.as_labels(target_part(target, "label"), len(z), k, z.device)
+        s = F.check_softmax_params(k, self.scale, self.margin)
+        r = self.negatives if self.training else 0
+        drawn = torch.randint(k, (r,), device=z.device)
+        sampled, local = torch.unique(torch.cat([labels, drawn]), return_inverse=True)
+        rows = centres.index_select(0, sampled.to(centres.device)).to(z.device)
+        return F.prototype_softmax_loss(z, rows, local[: len(z)], s, self.margin, reduction)
+
+    def extra_repr(self) -> str:
+        return f"negatives={self.negatives}, scale={self.scale}, margin={self.margin}"
 
 
 class RegressionLoss(nn.Module):
@@ -347,34 +468,110 @@ class MultiTaskLoss(nn.Module):
         return f"task_weight={self.task_weight}"
 
 
-def classification_loss(
-    kind: str = "paper",
-    scale: float | None = None,
-    margin: float = 0.0,
-    neighbours: int = 32,
-    random_negatives: int = 256,
-) -> nn.Module:
-    """The classification loss a string names, the way run configs and the heads' ``loss=``
-    choose it: ``"paper"`` (:class:`PrototypeLoss`), ``"softmax"``
-    (:class:`CosineSoftmaxLoss`) or ``"neighbours"`` (:class:`NeighbourSoftmaxLoss`).
+@dataclass(frozen=True)
+class LossEntry:
+    """A classification loss by name: its class, its settings and the heads that take it.
 
-    Every argument is checked whatever the kind (a ``scale`` given to ``"paper"`` is checked
-    and unused).
+    Attributes:
+        name: what configs, estimators and specs call it (``head.loss.kind``).
+        loss: the ``nn.Module`` class, constructed as ``loss(**settings)``.
+        settings: the dataclass of its settings (field names = constructor arguments).
+        heads: the head kinds (:data:`hpn.registry.HEADS`) that take it.
+        aliases: old names that still work, with a ``DeprecationWarning``.
+    """
+
+    name: str
+    loss: type[nn.Module]
+    settings: type
+    heads: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+
+    def setting_names(self) -> list[str]:
+        """The settings this loss takes, in declaration order."""
+        return [f.name for f in dataclasses.fields(self.settings)]
+
+
+#: The classification losses by name, in the order configs and help texts list them.
+LOSSES: dict[str, LossEntry] = {}
+
+
+def register_loss(loss: type[nn.Module], settings: type, heads: tuple[str, ...]) -> LossEntry:
+    """Add a loss class to :data:`LOSSES` under its ``kind`` (old names: its ``aliases``).
+
+    That is all a new loss needs: configs (``head.loss.kind`` and its settings), the command
+    line, :class:`hpn.sklearn.HPNClassifier`'s ``loss=`` and the benchmark specs' head names
+    read :data:`LOSSES`.
+
+    Args:
+        loss: an ``nn.Module`` class with a class attribute ``kind`` (its name), optionally
+            ``aliases``, called as ``loss(output, target, reduction)``.
+        settings: a dataclass whose fields are the constructor's keyword arguments.
+        heads: the head kinds it suits (``"prototype"``: fixed prototypes, ...).
+    """
+    name = loss.kind  # type: ignore[attr-defined]
+    entry = LossEntry(name, loss, settings, tuple(heads), tuple(getattr(loss, "aliases", ())))
+    LOSSES[name] = entry
+    return entry
+
+
+def loss_names() -> list[str]:
+    """The loss names configs accept (aliases aside).
+
+    >>> loss_names()
+    ['squared_cosine', 'cosine_softmax', 'neighbour_softmax', 'sampled_softmax']
+    """
+    return list(LOSSES)
+
+
+def loss_entry(name: str, where: str = "loss") -> LossEntry:
+    """The :data:`LOSSES` entry of a name or an old alias (the latter warns).
 
     Raises:
-        ValueError: an unknown kind, or a bad scale, margin or count, naming the value.
+        ValueError: an unknown name; the message lists the names.
+    """
+    if name in LOSSES:
+        return LOSSES[name]
+    for entry in LOSSES.values():
+        if name in entry.aliases:
+            warnings.warn(
+                f"{where} {name!r} is deprecated; use {entry.name!r}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return entry
+    raise ValueError(f"{where} must be one of {loss_names()}, got {name!r}")
+
+
+def classification_loss(kind: LossKind = PrototypeLoss.kind, **settings: Any) -> nn.Module:
+    """The classification loss a name (:data:`LOSSES`) and its settings make.
+
+    Args:
+        kind: a name of :func:`loss_names` (or an old alias: ``"paper"``, ``"softmax"``,
+            ``"neighbours"``).
+        **settings: the loss's settings (its :attr:`LossEntry.settings` fields); None values
+            are left at their defaults.
+
+    Raises:
+        ValueError: an unknown kind, a setting the loss does not take, or a bad value,
+            naming it.
 
     Example:
-        >>> classification_loss("softmax", scale=16.0)
+        >>> classification_loss("cosine_softmax", scale=16.0)
         CosineSoftmaxLoss(scale=16.0, margin=0.0)
     """
-    if kind not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {kind!r}")
-    _check_count("neighbours", neighbours, 1)
-    _check_count("random_negatives", random_negatives, 0)
-    _check_softmax(scale, margin)
-    if kind == "softmax":
-        return CosineSoftmaxLoss(scale, margin)
-    if kind == "neighbours":
-        return NeighbourSoftmaxLoss(neighbours, random_negatives, scale, margin)
-    return PrototypeLoss()
+    entry = loss_entry(kind)
+    given = {k: v for k, v in settings.items() if v is not None}
+    extra = sorted(set(given) - set(entry.setting_names()))
+    if extra:
+        raise ValueError(
+            f"loss {entry.name!r} takes no {', '.join(extra)} (its settings: "
+            f"{entry.setting_names() or 'none'})"
+        )
+    checked = entry.settings(**given)  # validates
+    return entry.loss(**dataclasses.asdict(checked))
+
+
+register_loss(PrototypeLoss, NoSettings, ("prototype",))
+register_loss(CosineSoftmaxLoss, CosineSoftmaxSettings, ("prototype", "cosine"))
+register_loss(NeighbourSoftmaxLoss, NeighbourSoftmaxSettings, ("prototype",))
+register_loss(SampledSoftmaxLoss, SampledSoftmaxSettings, ("sampled",))

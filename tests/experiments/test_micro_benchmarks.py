@@ -19,6 +19,7 @@ def test_scale_benchmark_measures_both_heads_in_fresh_processes():
         steps=2,
         queries=64,
         chunk=100_000,
+        peers=(),
         out=out,
     )
     (row, predict) = rows
@@ -38,15 +39,18 @@ def test_scale_benchmark_times_each_hpn_loss_against_one_softmax_run():
     out = io.StringIO()
     rows = scale.scale_benchmark(
         classes=(500,), dims=8, features=16, batch=32, steps=2, queries=16, chunk=1_000,
-        losses=("paper", "neighbours"), optimizer="adam", out=out,
+        losses=("squared_cosine", "neighbour_softmax"), optimizer="adam", out=out,
     )  # fmt: skip
-    paper, neighbours, _ = rows
-    assert (paper["loss"], neighbours["loss"]) == ("paper", "neighbours")
+    paper, neighbours, cosine, sampled, _ = rows
+    assert (paper["loss"], neighbours["loss"]) == ("squared_cosine", "neighbour_softmax")
+    assert (cosine["loss"], sampled["loss"]) == ("cosine", "sampled")  # the peers, by default
     assert paper["softmax_s"] == neighbours["softmax_s"]  # one softmax measurement per K
-    assert "| 500 | neighbours |" in out.getvalue()
+    assert "| 500 | neighbour_softmax |" in out.getvalue() and "| 500 | sampled |" in out.getvalue()
     assert "adam" in out.getvalue().splitlines()[0]
     with pytest.raises(ValueError, match="losses must be among"):
         scale.scale_benchmark(classes=(10,), losses=("hinge",), out=io.StringIO())
+    with pytest.raises(ValueError, match="peers among"):
+        scale.scale_benchmark(classes=(10,), peers=("prototype",), out=io.StringIO())
 
 
 def test_sklearn_benchmark_prints_both_recipes_and_the_default(monkeypatch):

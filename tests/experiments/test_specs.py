@@ -144,7 +144,7 @@ def test_blog_prints_ours_beside_the_blogs_numbers(tmp_path):
     variants = ("softmax", "hpn10", "r10", "cos4", "data4", "dcos4")
     runs = tmp_path / "runs"
     rows = sweep.run_sweep(
-        "blog", classes=(10,), variants=variants, seeds=(0, 1), config=str(cfg),
+        "clusters", classes=(10,), variants=variants, seeds=(0, 1), config=str(cfg),
         out_dir=str(runs), out=out, jobs=2,
     )  # fmt: skip
     assert [r["variant"] for r in rows] == list(variants)
@@ -159,18 +159,22 @@ def test_blog_prints_ours_beside_the_blogs_numbers(tmp_path):
     hpn = sum(rows[1]["best_epoch"]) / 2
     assert f"| 10 | {soft:.0f} | 50 | {hpn:.0f} | 69 |" in table  # Table 3 beside the blog's
     cos = json.loads((runs / "k10-cos4-s0" / "head.json").read_text())
-    assert cos["loss"]["kind"] == "softmax" and cos["prototypes"]["method"] != "random"
+    assert cos["loss"]["kind"] == "cosine_softmax" and cos["prototypes"]["method"] != "random"
     rand = json.loads((runs / "k10-r10-s1" / "head.json").read_text())
-    assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "paper"
+    assert rand["prototypes"]["method"] == "random" and rand["loss"]["kind"] == "squared_cosine"
     data = json.loads((runs / "k10-data4-s0" / "head.json").read_text())
     assert data["prototypes"]["method"] == "data" and data["prototypes"]["spread_steps"] == 100
     dcos = json.loads((runs / "k10-dcos4-s1" / "head.json").read_text())
     assert dcos["prototypes"]["spread_steps"] == 0
-    assert dcos["loss"] == {"kind": "softmax", "scale": data_prior.COSINE_SCALE, "margin": 0.0}
+    assert dcos["loss"] == {
+        "kind": "cosine_softmax",
+        "scale": data_prior.COSINE_SCALE,
+        "margin": 0.0,
+    }
     assert (runs / "k10-dcos4-s1.log").is_file()  # trained in its own process
     # a second call reads every run back: same numbers, nothing retrained
     again = sweep.run_sweep(
-        "blog", classes=(10,), variants=("dcos4",), seeds=(0, 1), config=str(cfg),
+        "clusters", classes=(10,), variants=("dcos4",), seeds=(0, 1), config=str(cfg),
         out_dir=str(runs), out=io.StringIO(), jobs=2,
     )  # fmt: skip
     assert again[0]["f1"] == rows[-1]["f1"]
@@ -180,7 +184,11 @@ def test_blog_trains_the_largest_k_first_in_parallel(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(BLOG)
     _, rows = sweep.plan_sweep(
-        sweep.load_spec("blog"), config=str(cfg), seeds=(0,), classes=(5, 10), variants=("softmax",)
+        sweep.load_spec("clusters"),
+        config=str(cfg),
+        seeds=(0,),
+        classes=(5, 10),
+        variants=("softmax",),
     )
     assert [r.fields["K"] for r in rows] == [5, 10]  # the table's order
     assert [r.fields["K"] for r in sorted(rows, key=lambda r: r.train_key)] == [10, 5]
@@ -195,9 +203,9 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(BLOG)
     _, (row,) = sweep.plan_sweep(
-        sweep.load_spec("blog"), config=str(cfg), seeds=(3,), classes=(10,), variants=("lin4",)
+        sweep.load_spec("clusters"), config=str(cfg), seeds=(3,), classes=(10,), variants=("lin4",)
     )
-    assert row.reference == "hpn.experiments.hooks:linear_reference"
+    assert row.reference == "linear_reference"
     config, extra, seed, _ = row.cases[0]
     got = linear_reference(config, extra, seed=seed)
     # the same map computed with numpy: PCA of the centred training class means
@@ -216,7 +224,7 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
     # it is not trained: no run folder, and the table has no epochs for it
     out = io.StringIO()
     rows = sweep.run_sweep(
-        "blog", classes=(10,), variants=("lin4",), seeds=(3,), config=str(cfg),
+        "clusters", classes=(10,), variants=("lin4",), seeds=(3,), config=str(cfg),
         out_dir=str(tmp_path / "runs"), out=out,
     )  # fmt: skip
     assert rows[0]["f1"] == [pytest.approx(100 * got["test_macro_f1"])]
@@ -230,22 +238,23 @@ def test_linear_reference_matches_a_numpy_projection(tmp_path):
 def test_blog_variant_names_are_checked_before_anything_runs(name, tmp_path):
     with pytest.raises(ValueError, match=f"unknown blog variant '{name}'; use softmax, hpnD"):
         sweep.run_sweep(
-            "blog", variants=f"softmax,{name}", out_dir=str(tmp_path), out=io.StringIO()
+            "clusters", variants=f"softmax,{name}", out_dir=str(tmp_path), out=io.StringIO()
         )
     assert not any(tmp_path.iterdir())
 
 
 def test_blog_variant_patterns_give_the_old_overrides():
     _, rows = sweep.plan_sweep(
-        sweep.load_spec("blog"), seeds=(0,), classes=(100,), variants="softmax,hpn10,dcos7,lin3"
+        sweep.load_spec("clusters"), seeds=(0,), classes=(100,), variants="softmax,hpn10,dcos7,lin3"
     )
     overrides = [r.cases[0][1] for r in rows]
     k = "data.options.num_classes=100"
     assert overrides[0] == [k, "head.kind=softmax"]
-    assert overrides[1] == [k, "head.kind=prototype", "head.dims=10", "head.prototypes=auto",
-                            "head.loss=paper"]  # fmt: skip
-    assert overrides[2] == [k, "head.kind=prototype", "head.dims=7", "head.prototypes=data",
-                            "head.loss=softmax", f"head.scale={data_prior.COSINE_SCALE:g}",
+    assert overrides[1] == [k, "head.kind=prototype", "head.prototypes=auto",
+                            "head.loss.kind=squared_cosine", "head.dims=10"]  # fmt: skip
+    assert overrides[2] == [k, "head.kind=prototype", "head.prototypes=data",
+                            "head.loss.kind=cosine_softmax", "head.dims=7",
+                            f"head.loss.scale={data_prior.COSINE_SCALE:g}",
                             "head.spread_steps=0"]  # fmt: skip
     assert overrides[3][-1] == "head.spread_steps=0" and rows[3].reference
     assert [r.cases[0][3].name for r in rows] == ["k100-softmax-s0", "k100-hpn10-s0",
@@ -354,11 +363,12 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     runs = tmp_path / "g"
     rows = sweep.run_sweep(
         "glyphs", config=str(cfg), classes="3,5", dims="2",
-        heads="auto-paper,data-neighbours-batchnorm,auto-softmax-dynamic",
+        heads="auto-squared_cosine,data-neighbour_softmax-batchnorm,auto-cosine_softmax-dynamic",
         degraded=["data.options.std=0.6"], seeds=(0,), out_dir=str(runs), out=out,
     )  # fmt: skip
-    paper, neighbours = "HPN d = 2, auto-paper", "HPN d = 2, data-neighbours-batchnorm"
-    dynamic = "HPN d = 2, auto-softmax-dynamic"
+    paper = "HPN d = 2, auto-squared_cosine"
+    neighbours = "HPN d = 2, data-neighbour_softmax-batchnorm"
+    dynamic = "HPN d = 2, auto-cosine_softmax-dynamic"
     assert [(r["K"], r["model"]) for r in rows] == [
         (3, "softmax"), (3, paper), (3, neighbours), (3, dynamic),
         (5, "softmax"), (5, paper), (5, neighbours), (5, dynamic),
@@ -377,14 +387,51 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
     # the style-group column is blank for runs trained without data.options.style_fonts
     assert all(r["style_accs"] == [None] for r in rows)
     assert "| test accuracy, data.options.test_group=styles |" in out.getvalue()
-    head = json.loads((runs / "k5-d2-data-neighbours-batchnorm-s0" / "head.json").read_text())
-    assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbours"
+    folder = runs / "k5-d2-data-neighbour_softmax-batchnorm-s0"
+    head = json.loads((folder / "head.json").read_text())
+    assert head["prototypes"]["method"] == "data" and head["loss"]["kind"] == "neighbour_softmax"
     assert head["output_norm"] == "batchnorm"
-    head = json.loads((runs / "k5-d2-auto-softmax-dynamic-s0" / "head.json").read_text())
-    assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "softmax"
+    head = json.loads((runs / "k5-d2-auto-cosine_softmax-dynamic-s0" / "head.json").read_text())
+    assert head["assignment"]["kind"] == "dynamic" and head["loss"]["kind"] == "cosine_softmax"
     assert "| 5 | softmax |" in out.getvalue() and "| 85 |" in out.getvalue()
     # each HPN row's head against softmax's at the same K: 34 / 85 = 0.4, 38 / 85
     table = [line for line in out.getvalue().splitlines() if line.startswith("| 5 |")]
     assert [line.split("|")[-2].strip() for line in table] == [
         "1.0000", f"{34 / 85:.4f}", f"{38 / 85:.4f}", f"{34 / 85:.4f}",
     ]  # fmt: skip
+
+
+def test_the_old_spec_name_blog_is_clusters_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'blog' is deprecated; use 'clusters'"):
+        spec = sweep.load_spec("blog")
+    assert spec == sweep.load_spec("clusters")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"colums": []}, r"spec clusters: unknown key\(s\) \['colums'\]"),
+        ({"seeds": "0"}, "spec clusters.seeds: expected list"),
+        ({"after": {"function": "os:system"}}, "no function 'os:system'"),
+        ({"options": {"x": {"type": "int", "default": 1, "help": ""}}}, "is not one of"),
+    ],
+)
+def test_specs_are_checked_as_strictly_as_configs(tmp_path, change, match):
+    import yaml
+
+    spec = {k: v for k, v in sweep.load_spec("clusters").items() if k != "name"}
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump({**spec, **change}))
+    with pytest.raises(ValueError, match=match):
+        sweep.load_spec(str(path))
+
+
+def test_a_variant_head_name_is_checked_when_the_spec_loads(tmp_path):
+    import yaml
+
+    spec = {k: v for k, v in sweep.load_spec("classification").items() if k != "name"}
+    spec["variants"] = [{"folder": "x", "head": "auto-hinge"}]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"variants\[0\].head: head name 'auto-hinge'"):
+        sweep.load_spec(str(path))

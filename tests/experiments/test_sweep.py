@@ -34,7 +34,7 @@ def test_every_benchmark_has_a_subcommand_with_its_options():
 
     parser = build_parser()
     names = registry.benchmark_names()
-    assert {"prototypes", "optima", "classification", "multitask", "blog", "scale", "fuzz",
+    assert {"prototypes", "optima", "classification", "multitask", "clusters", "scale", "fuzz",
             "assignment", "longtail", "transfer", "sklearn", "glyphs"} <= set(names)  # fmt: skip
     for name in names:
         args, extra = parser.parse_known_args(["bench", name])

@@ -9,9 +9,9 @@ def _worst(p):
     return protos.report(p).worst_cosine
 
 
-@pytest.mark.parametrize("method", ["random", "hpn", "optimized", "code", "auto"])
+@pytest.mark.parametrize("method", ["random", "paper_optimizer", "optimized", "code", "auto"])
 def test_unit_rows_float32_and_deterministic_per_seed(method):
-    opts = {"steps": 50} if method in ("hpn", "optimized") else {}
+    opts = {"steps": 50} if method in ("paper_optimizer", "optimized") else {}
     a = protos.generate(40, 8, method=method, seed=3, **opts)
     b = protos.generate(40, 8, method=method, seed=3, **opts)
     c = protos.generate(40, 8, method=method, seed=4, **opts)
@@ -31,7 +31,7 @@ def test_auto_picks_the_exact_closed_forms():
 def test_optimised_methods_beat_random_and_the_better_optimiser_beats_the_paper():
     k, d = 60, 10
     rand = _worst(protos.generate(k, d, method="random"))
-    paper = _worst(protos.generate(k, d, method="hpn", steps=300))
+    paper = _worst(protos.generate(k, d, method="paper_optimizer", steps=300))
     ours = _worst(protos.generate(k, d, method="optimized", steps=600))
     assert ours < paper < rand
     assert ours - protos.best_possible_cosine(k, d)[0] < 0.15
@@ -84,7 +84,7 @@ def test_neighbour_list_mode_matches_dense_quality_and_never_returns_worse_than_
         ({"num_classes": 5, "dims": 3, "method": "magic"}, "unknown method 'magic'"),
         ({"num_classes": 5, "dims": 3, "method": "simplex"}, "at most 4 classes"),
         ({"num_classes": 7, "dims": 3, "method": "orthoplex"}, "at most 6 classes"),
-        ({"num_classes": 30_000, "dims": 3, "method": "hpn"}, "at most 20000"),
+        ({"num_classes": 30_000, "dims": 3, "method": "paper_optimizer"}, "at most 20000"),
         ({"num_classes": 2.5, "dims": 3}, "integer"),
         ({"num_classes": 3, "dims": 2, "class_names": ["a"]}, "1 class names"),
         ({"num_classes": 3, "dims": 2, "method": "semantic"}, "class_names or embeddings"),
@@ -117,3 +117,10 @@ def test_sparse_neighbour_gradient_equals_autograd_over_the_lists():
     (torch.logsumexp(40.0 * cos, dim=1) / 40.0).mean().backward()
     assert torch.allclose(grad, q.grad, atol=1e-10)
     assert worst == pytest.approx(float(cos.detach().max()), abs=1e-12)
+
+
+def test_the_old_method_name_hpn_is_the_paper_optimizer_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'hpn' is deprecated; use 'paper_optimizer'"):
+        old = protos.build(5, 3, method="hpn", steps=20)
+    assert old.method == "paper_optimizer"
+    assert torch.equal(old.prototypes, protos.generate(5, 3, "paper_optimizer", steps=20))

@@ -10,7 +10,7 @@ from hpn import prototypes as protos
 from hpn.prototypes import data_prior, resolve
 from hpn.prototypes.resolver import uses_class_names
 
-CHEAP = [m for m in protos.METHODS if m not in ("hpn", "optimized", "semantic")]
+CHEAP = [m for m in protos.METHODS if m not in ("paper_optimizer", "optimized", "semantic")]
 
 
 def _is_unit(p: torch.Tensor, k: int, d: int) -> bool:
@@ -34,7 +34,7 @@ def test_a_method_is_what_build_makes_with_the_same_seed(method):
     assert record["worst_cosine"] == pytest.approx(protos.report(built.prototypes).worst_cosine)
 
 
-@pytest.mark.parametrize("method", ["hpn", "optimized"])
+@pytest.mark.parametrize("method", ["paper_optimizer", "optimized"])
 def test_the_optimised_methods_resolve_to_unit_rows(method):
     r = resolve(method, 5, 3, seed=1)
     assert r.method == method and _is_unit(r.prototypes, 5, 3) and not r.class_informed

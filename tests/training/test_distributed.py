@@ -10,18 +10,6 @@ import torch
 
 from hpn.training import distributed as dist_
 
-CONFIG = """
-seed: 5
-data:
-  name: clusters
-  options: {num_classes: 5, samples_per_class: 50, dims: 12}
-model:
-  backbone: mlp
-  options: {hidden: [32], batch_norm: false, dropout: 0.0}
-head: {kind: prototype, dims: 4, reduction: %s}
-optim: {optimizer: sgd, lr: 0.05, momentum: 0.9, epochs: 3, batch_size: 24}
-"""
-
 
 def _run(args, out):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -38,8 +26,16 @@ def _run(args, out):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path, reduction):
-    (tmp_path / "c.yaml").write_text(CONFIG % reduction)
+def test_two_gloo_processes_match_one_process_on_the_same_global_batch(
+    tmp_path, reduction, run_config, write_config
+):
+    config = run_config(
+        seed=5, classes=5, per_class=50, dims=12, hidden=(32,),
+        model={"batch_norm": False, "dropout": 0.0},
+        head={"kind": "prototype", "dims": 4, "reduction": reduction},
+        optim={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 3, "batch_size": 24},
+    )  # fmt: skip
+    write_config(tmp_path / "c.yaml", config)
     _run(["-m", "hpn"], tmp_path / "single")
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpn"]
     ddp = _run(torchrun, tmp_path / "ddp")

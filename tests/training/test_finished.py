@@ -8,24 +8,13 @@ from hpn.cli import main
 from hpn.training.finished import evaluate_run, evaluation_tag
 from hpn.training.run import load_config, run
 
-CONFIG = """
-seed: 0
-data:
-  name: clusters
-  options: {num_classes: 4, samples_per_class: 40, dims: 6, std: 0.3}
-model:
-  backbone: mlp
-  options: {hidden: [16]}
-head: {kind: prototype, dims: 3}
-optim: {optimizer: adam, lr: 0.01, epochs: 3, batch_size: 32}
-"""
-
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, run_config, write_config):
     folder = tmp_path_factory.mktemp("eval") / "run"
-    config = folder.parent / "c.yaml"
-    config.write_text(CONFIG)
+    optim = {"optimizer": "adam", "lr": 0.01, "epochs": 3, "batch_size": 32}
+    head = {"kind": "prototype", "dims": 3}
+    config = write_config(folder.parent / "c.yaml", run_config(std=0.3, head=head, optim=optim))
     run(load_config(str(config), [f"out_dir={folder}"]), log=lambda *a: None)
     return folder
 

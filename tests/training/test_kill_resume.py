@@ -9,18 +9,6 @@ import time
 import pytest
 import torch
 
-CONFIG = """
-seed: 3
-data:
-  name: clusters
-  options: {num_classes: 20, samples_per_class: 600, dims: 64}
-model:
-  backbone: mlp
-  options: {hidden: [256, 256]}
-head: {kind: prototype, dims: 8}
-optim: {optimizer: sgd, lr: 0.05, epochs: 12, batch_size: 32}
-"""
-
 
 def _train(cfg, out, *extra):
     return subprocess.Popen(
@@ -32,9 +20,13 @@ def _train(cfg, out, *extra):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_sigkilled_run_resumes_to_the_same_weights_and_results(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(CONFIG)
+def test_sigkilled_run_resumes_to_the_same_weights_and_results(tmp_path, run_config, write_config):
+    config = run_config(
+        seed=3, classes=20, per_class=600, dims=64, hidden=(256, 256),
+        head={"kind": "prototype", "dims": 8},
+        optim={"optimizer": "sgd", "lr": 0.05, "epochs": 12, "batch_size": 32},
+    )  # fmt: skip
+    cfg = write_config(tmp_path / "c.yaml", config)
     full = _train(cfg, tmp_path / "full")
     assert full.wait(timeout=300) == 0, full.stderr.read().decode()
 

@@ -12,20 +12,14 @@ import yaml
 from hpn.cli import main
 from hpn.training.checkpoint import LOCK_NAME, RunLock
 
-CONFIG = {
-    "seed": 1,
-    "data": {"name": "clusters", "options": {"num_classes": 4, "samples_per_class": 60, "dims": 8}},
-    "model": {"backbone": "mlp", "options": {"hidden": [16]}},
-    "head": {"kind": "prototype", "dims": 3},
-    "optim": {"optimizer": "sgd", "lr": 0.05, "epochs": 2, "batch_size": 32},
-}
-
 
 @pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    return path
+def config_file(tmp_path, run_config, write_config):
+    config = run_config(
+        seed=1, per_class=60, dims=8, head={"kind": "prototype", "dims": 3},
+        optim={"optimizer": "sgd", "lr": 0.05, "epochs": 2, "batch_size": 32},
+    )  # fmt: skip
+    return write_config(tmp_path / "tiny.yaml", config)
 
 
 def _error(capsys) -> str:

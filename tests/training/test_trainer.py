@@ -50,6 +50,8 @@ def _cfg(tmp_path, name="run", **sections):
     [
         ("classification", {"kind": "prototype", "dims": 3}, "test_accuracy"),
         ("classification", {"kind": "softmax"}, "test_accuracy"),
+        ("classification", {"kind": "cosine", "loss": {"scale": 10.0}}, "test_accuracy"),
+        ("classification", {"kind": "sampled", "dims": 3}, "test_accuracy"),
         ("regression", {"kind": "prototype", "dims": 2}, "test_mae"),
         ("regression", {"kind": "mse"}, "test_mae"),
         ("multitask", {"kind": "prototype", "dims": 4}, "test_accuracy"),
@@ -277,7 +279,7 @@ def test_bf16_autocast_trains_with_float32_weights_and_losses(tmp_path):
 
 
 def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_path):
-    head = {"kind": "prototype", "dims": 2, "assignment": "dynamic", "assignment_momentum": 0.5}
+    head = {"kind": "prototype", "dims": 2, "assignment": {"kind": "dynamic", "momentum": 0.5}}
     splits = _splits()
     torch.manual_seed(0)
     full = train(_cfg(tmp_path, "full", head=head), splits, TinyMLP(), log=lambda *_: None)
@@ -303,8 +305,9 @@ def test_dynamic_assignment_logs_changes_and_resumes_to_the_same_assignment(tmp_
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert full["test_accuracy"] == cut["test_accuracy"]
-    with pytest.raises(ValueError, match="config head.assignment_every: must be >= 1, got 0"):
-        train(_cfg(tmp_path, "bad", head={**head, "assignment_every": 0}), splits, TinyMLP())
+    bad = {**head, "assignment": {"kind": "dynamic", "every": 0}}
+    with pytest.raises(ValueError, match="config head.assignment.every: must be >= 1, got 0"):
+        train(_cfg(tmp_path, "bad", head=bad), splits, TinyMLP())
 
 
 def test_class_name_embeddings_as_prototypes(tmp_path):
@@ -366,7 +369,7 @@ def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tm
     from hpn.training.trainer import build_head
 
     splits = _splits()
-    head = {"kind": "prototype", "dims": 2, "assignment": "dynamic", "assignment_every": 2}
+    head = {"kind": "prototype", "dims": 2, "assignment": {"kind": "dynamic", "every": 2}}
     cfg = _cfg(tmp_path, "init", head=head, optim={"epochs": 1})
     torch.manual_seed(3)
     backbone = TinyMLP()
@@ -424,9 +427,10 @@ def test_output_batchnorm_trains_every_prototype_head_and_resumes_its_statistics
 def test_the_first_match_is_off_for_class_informed_prototypes_unless_asked(
     tmp_path, prototypes, init, expected
 ):
-    head = {"kind": "prototype", "dims": 3, "prototypes": prototypes, "assignment": "dynamic"}
+    head = {"kind": "prototype", "dims": 3, "prototypes": prototypes}
+    head["assignment"] = {"kind": "dynamic"}
     if init is not None:
-        head["assignment_init"] = init
+        head["assignment"]["init"] = init
     cfg = _cfg(tmp_path, head=head, optim={"epochs": 1})
     logs = []
     torch.manual_seed(0)
@@ -440,15 +444,16 @@ def test_the_first_match_is_off_for_class_informed_prototypes_unless_asked(
 @pytest.mark.parametrize(
     ("head", "match"),
     [
-        ({"neighbours": 0}, "config head.neighbours: must be >= 1, got 0"),
-        ({"random_negatives": -1}, "config head.random_negatives: must be >= 0, got -1"),
-        ({"neighbours": 2.0}, "config head.neighbours: expected int"),
-        ({"loss": "neighbors"}, "config head.loss: 'neighbors' is not one of"),
+        ({"neighbours": 0}, "config head.loss: neighbours must be an integer >= 1, got 0"),
+        ({"random_negatives": -1}, "config head.loss: random_negatives must be an integer >= 0"),
+        ({"neighbours": 2.0}, "config head.loss.neighbours: expected int"),
+        ({"kind": "neighbors"}, r"config head.loss.kind must be one of \['squared_cosine'"),
+        ({"negatives": 3}, r"config head.loss: \['negatives'\] do not apply to loss 'neighbour_"),
     ],
 )
 def test_neighbours_loss_options_are_checked(head, match):
     with pytest.raises(ValueError, match=match):
-        from_dict(RunConfig, {"head": {"loss": "neighbours", **head}})
+        from_dict(RunConfig, {"head": {"loss": {"kind": "neighbour_softmax", **head}}})
 
 
 def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
@@ -457,11 +462,13 @@ def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
     head = {
         "kind": "prototype",
         "dims": 3,
-        "loss": "neighbours",
-        "neighbours": 2,
-        "random_negatives": 1,
-        "scale": 10.0,
-        "assignment": "dynamic",
+        "loss": {
+            "kind": "neighbour_softmax",
+            "neighbours": 2,
+            "random_negatives": 1,
+            "scale": 10.0,
+        },
+        "assignment": {"kind": "dynamic"},
     }
     splits = _splits()
     torch.manual_seed(0)
@@ -469,7 +476,7 @@ def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
     assert full["test_accuracy"] > 0.8
     info = json.loads((tmp_path / "full" / "head.json").read_text())["loss"]
     assert info == {
-        "kind": "neighbours",
+        "kind": "neighbour_softmax",
         "scale": 10.0,
         "margin": 0.0,
         "neighbours": 2,

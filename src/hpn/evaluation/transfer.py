@@ -1,4 +1,4 @@
-"""What trained features are worth elsewhere (seed 003): linear probes and class separation.
+"""What trained features are worth elsewhere: linear probes and class separation.
 
 * :func:`extract` runs a frozen backbone over a dataset (penultimate features).
 * :func:`class_separation`: R^2 = 1 - (mean within-class cosine distance) / (mean cosine

@@ -13,6 +13,7 @@ import torch
 from hpn.data.base import SplitDataset, TensorDataset
 from hpn.data.synthetic import gaussian_clusters
 from hpn.experiments.table import print_columns, print_header, print_row
+from hpn.losses import PrototypeLoss
 
 #: (name, X, y, X_test, y_test); X_test None: scored by 5-fold cross-validation.
 _Set = tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -50,7 +51,7 @@ def sklearn_benchmark(
     Macro F1 of ``StandardScaler`` + estimator (``random_state=0``, ``max_iter``): mean ± sd
     over 5 stratified folds on scikit-learn's small sets; on Gaussian clusters (300-d,
     :func:`hpn.data.synthetic.gaussian_clusters`, seed 0), one fit on train + validation
-    scored on the test split. "paper": ``prototypes="auto", loss="paper"``; "data prior":
+    scored on the test split. "paper": ``prototypes="auto", loss="squared_cosine"``; "data prior":
     ``prototypes="data"`` (cosine softmax at scale 20). The last column names the one
     ``HPNClassifier()`` picks by default (:func:`hpn.sklearn.default_recipe`).
     """
@@ -66,7 +67,7 @@ def sklearn_benchmark(
     from hpn.sklearn import HPNClassifier, default_prototype_dims, default_recipe
 
     models = {
-        "paper": lambda: HPNClassifier(prototypes="auto", loss="paper"),
+        "paper": lambda: HPNClassifier(prototypes="auto", loss=PrototypeLoss.kind),
         "data prior": lambda: HPNClassifier(prototypes="data"),
         "MLPClassifier": lambda: MLPClassifier(),
         "LogisticRegression": lambda: LogisticRegression(),

@@ -1,15 +1,16 @@
 """Functions that specs name: references computed without training, per-run reports, the
 text of a header, a second table.
 
-A spec refers to them as ``"hpn.experiments.hooks:NAME"`` (``reference``, ``report``,
-``header_values``, ``after``); nothing here knows which spec calls it.
+A spec refers to them by their key in :data:`HOOKS` (``reference``, ``report``,
+``header_values``, ``after``), never by a module path, so a spec can call nothing else;
+nothing here knows which spec calls it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -143,3 +144,17 @@ def style_evaluation(folder: Path, overrides: dict) -> dict:
     trained without ``data.options.style_fonts``, whose style designs were in training."""
     options = json.loads((folder / "config.json").read_text())["data"].get("options", {})
     return evaluation_or_load(folder, overrides) if options.get("style_fonts") else {}
+
+
+#: The functions specs may name, by the name they use.
+HOOKS: dict[str, Callable] = {
+    fn.__name__: fn
+    for fn in (
+        linear_reference,
+        transfer_or_load,
+        shot_groups,
+        convergence_table,
+        evaluation_or_load,
+        style_evaluation,
+    )
+}

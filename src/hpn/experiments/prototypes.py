@@ -42,7 +42,7 @@ def _timed(fn: Callable[[], _T]) -> tuple[_T, float]:
 
 def _paper_cell(k: int, d: int, seed: int) -> str:
     if k <= PAPER_RUN_MAX:
-        built, secs = _timed(lambda: protos.build(k, d, method="hpn", seed=seed))
+        built, secs = _timed(lambda: protos.build(k, d, method="paper_optimizer", seed=seed))
         return f"{protos.report(built.prototypes).worst_cosine:.4f} ({secs:.0f}s)"
     # Time a few epochs and extrapolate to the recipe's 1000; the cost is dominated by the
     # K x K matrix, so at K = 100,000 (40 GB in float32) it cannot even run here.

@@ -1,4 +1,5 @@
-"""``hpn bench scale``: training-step time and peak memory of the HPN head vs softmax, by K."""
+"""``hpn bench scale``: training-step time and peak memory of the HPN heads and their peers
+vs softmax, by K."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from hpn.baselines import SoftmaxClassifier
 from hpn.experiments.table import print_columns, print_header, print_row
 from hpn.functional import nearest_prototype, unit
 from hpn.heads import PrototypeClassifier
-from hpn.losses import LossKind
+from hpn.learned import LearnedCentresClassifier
+from hpn.losses import LOSSES, PrototypeLoss, loss_entry
+from hpn.registry import HEADS
 
 _T = TypeVar("_T")
 
@@ -38,8 +41,18 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-#: HPN losses ``hpn bench scale --losses`` can time, as head.loss values.
-HPN_LOSSES = ("paper", "softmax", "neighbours")
+def hpn_losses() -> list[str]:
+    """The losses ``hpn bench scale --losses`` can time on a prototype head."""
+    return [name for name, entry in LOSSES.items() if "prototype" in entry.heads]
+
+
+def peer_heads() -> list[str]:
+    """The heads with learned class centres ``hpn bench scale --peers`` can time."""
+    return [
+        name
+        for name, entry in HEADS.items()
+        if entry.classifier is not None and issubclass(entry.classifier, LearnedCentresClassifier)
+    ]
 
 
 def _scale_case(
@@ -47,8 +60,9 @@ def _scale_case(
 ) -> tuple[float, float]:
     """One head's training steps in a fresh process: (seconds per step, peak MiB added).
 
-    ``kind``: ``softmax`` (a K-way linear layer) or ``hpn-LOSS`` with LOSS in
-    :data:`HPN_LOSSES` (a d-dim projection against K fixed prototypes).
+    ``kind``: ``softmax`` (a K-way linear layer), ``hpn-LOSS`` with LOSS in
+    :func:`hpn_losses` (a d-dim projection against K fixed prototypes) or ``peer-HEAD`` with
+    HEAD in :func:`peer_heads` (a d-dim projection against K learned centres).
     """
     torch.manual_seed(0)
     cuda = device.startswith("cuda")
@@ -56,13 +70,16 @@ def _scale_case(
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base_gpu = torch.cuda.memory_allocated(device)
-    head: PrototypeClassifier | SoftmaxClassifier
+    head: PrototypeClassifier | SoftmaxClassifier | LearnedCentresClassifier
     if kind.startswith("hpn-"):
         # random unit rows stand in for the prototypes: the cost does not depend on where
         # they are, only on K and d (building 1M good ones is hpn bench prototypes' job)
-        loss = cast(LossKind, kind.removeprefix("hpn-"))
+        loss = kind.removeprefix("hpn-")
         head = PrototypeClassifier(torch.randn(k, d), in_features=features, loss=loss)
         head = head.to(device)
+    elif kind.startswith("peer-"):
+        cls = cast(type[LearnedCentresClassifier], HEADS[kind.removeprefix("peer-")].classifier)
+        head = cls(features, k, d).to(device)
     else:
         head = SoftmaxClassifier(features, k).to(device)
     opt: torch.optim.Optimizer
@@ -124,25 +141,36 @@ def scale_benchmark(
     queries: int = 4096,
     chunk: int = 16_384,
     device: str = "cpu",
-    losses: Iterable[str] = ("paper",),
+    losses: Iterable[str] = (PrototypeLoss.kind,),
     optimizer: str = "sgd",
+    peers: Iterable[str] = ("cosine", "sampled"),
     out: TextIO | None = None,
 ) -> list[dict]:
-    """Training-step time and peak memory of the HPN head vs a softmax head, by K.
+    """Training-step time and peak memory of the HPN head and its peers vs softmax, by K.
 
-    Both heads read the same (batch, features) penultimate activations; HPN maps them to d
-    dims and takes its loss (``losses``: the paper's against the target prototype only, the
-    cosine softmax over all K prototypes, or the neighbour softmax over the target's nearest
-    and 256 random prototypes), softmax maps them to K logits. Each (head, K) runs in its own
-    process: time per step (forward, backward, optimizer update: ``sgd`` with momentum or
+    Every head reads the same (batch, features) penultimate activations. HPN maps them to d
+    dims and takes its loss (``losses``, names of :func:`hpn_losses`: the squared cosine
+    against the target prototype only, the cosine softmax over all K prototypes, or the
+    neighbour softmax over the target's nearest and 256 random prototypes); the ``peers``
+    (:func:`peer_heads`) map them to d dims too, against K learned centres (the cosine
+    classifier over all K, the sampled softmax over the batch's classes and 288 others);
+    softmax maps them to K logits. Each (head, K) runs in its own process: time per step (forward, backward, optimizer update: ``sgd`` with momentum or
     ``adam``, after 2 warm-up steps) and the peak memory that process added (resident set on
     CPU, allocated memory on CUDA). Then nearest-prototype prediction throughput at the
     largest K.
     """
-    classes, losses = list(classes), list(losses)
-    bad = [name for name in losses if name not in HPN_LOSSES]
-    if bad or not losses:
-        raise ValueError(f"losses must be among {list(HPN_LOSSES)}, got {losses}")
+    classes, peers = list(classes), list(peers)
+    try:
+        losses = [loss_entry(name, "hpn bench scale loss").name for name in losses]
+    except ValueError:
+        losses = list(losses)
+    bad = [name for name in losses if name not in hpn_losses()]
+    bad += [name for name in peers if name not in peer_heads()]
+    if bad or not losses + peers:
+        raise ValueError(
+            f"losses must be among {hpn_losses()} and peers among {peer_heads()}, got "
+            f"{losses} and {peers}"
+        )
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be sgd or adam, got {optimizer!r}")
     print_header(
@@ -152,7 +180,7 @@ def scale_benchmark(
     )
     print_columns(
         [
-            "K", "HPN loss", "HPN step", "softmax step", "step ratio HPN/softmax",
+            "K", "HPN loss / peer", "HPN step", "softmax step", "step ratio HPN/softmax",
             "HPN peak MiB", "softmax peak MiB", "memory ratio",
         ],
         out,
@@ -162,9 +190,10 @@ def scale_benchmark(
         soft_s, soft_mem = _in_fresh_process(
             _scale_case, "softmax", k, dims, features, batch, steps, device, optimizer
         )
-        for loss in losses:
+        for loss in [*losses, *peers]:
+            case = f"hpn-{loss}" if loss in losses else f"peer-{loss}"
             hpn_s, hpn_mem = _in_fresh_process(
-                _scale_case, f"hpn-{loss}", k, dims, features, batch, steps, device, optimizer
+                _scale_case, case, k, dims, features, batch, steps, device, optimizer
             )
             rows.append(
                 {

@@ -21,9 +21,10 @@ Spec keys:
     ``seeds``, ``cfg`` (the base config after the overrides) and ``header_values`` (names of
     functions returning text); printed as ``# hpn bench NAME: ...; machine``.
 ``variants``
-    a list; an entry is a variant (``fields``, ``folder``, ``overrides``, optional
-    ``reference``: a function ``(config, overrides, seed) -> results`` used instead of
-    training), a group ``{for: {var: option}, variants: [...]}`` repeated for each value of
+    a list; an entry is a variant (``fields``, ``folder``, ``overrides``, optional ``head``:
+    a head name of :func:`hpn.registry.head_overrides` whose overrides go before the
+    variant's, optional ``reference``: a function ``(config, overrides, seed) -> results``
+    used instead of training), a group ``{for: {var: option}, variants: [...]}`` repeated for each value of
     an option (with ``overrides`` put before its variants' and a stderr ``note`` after each
     value; ``largest_first`` trains the largest values first), or ``{each: option,
     patterns: [...]}``: one variant per name in the option, from the pattern whose ``match``
@@ -35,6 +36,10 @@ Spec keys:
     ``{title, ...}`` cells as :func:`hpn.experiments.table.cell` declares them.
 ``after``
     ``{function, ...arguments}``: called as ``function(rows, out, **arguments)`` at the end.
+
+Functions (``reference``, ``report``, ``header_values``, ``after``) are names in
+:data:`hpn.experiments.hooks.HOOKS`. :func:`load_spec` checks a spec's keys and types
+(:func:`hpn.experiments.spec_check.check_spec`).
 
 Templates see the options, ``seeds``, ``cfg``, the group variables, the pattern's groups and
 ``name``, and the variant's ``fields``; a row is the group variables, the fields and the
@@ -49,6 +54,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,7 +65,10 @@ from typing import Any, TextIO
 import yaml
 
 from hpn.experiments import table
+from hpn.experiments.hooks import HOOKS
+from hpn.experiments.spec_check import check_spec
 from hpn.experiments.table import fill
+from hpn.registry import head_overrides
 from hpn.training.config import RunConfig, config_changes, from_dict, parse_key_values
 from hpn.training.run import config_path, load_config, run
 
@@ -80,26 +89,44 @@ def spec_names() -> list[str]:
     )
 
 
+#: Old spec names that still work for one release, with a ``DeprecationWarning``.
+SPEC_ALIASES = {"blog": "clusters"}
+
+
 def load_spec(name: str) -> dict:
-    """The spec ``name`` (a packaged spec, or a YAML file), with its ``name`` set.
+    """The spec ``name`` (a packaged spec or an old name of one, or a YAML file), with its
+    ``name`` set and its keys checked.
 
     >>> load_spec("classification")["options"]["dims"]["default"]
     [2, 3, 5, 10]
     """
+    if name in SPEC_ALIASES:
+        new = SPEC_ALIASES[name]
+        warnings.warn(f"spec {name!r} is deprecated; use {new!r}", DeprecationWarning, 2)
+        name = new
     path = Path(name)
     if not path.is_file():
         if name not in spec_names():
             raise ValueError(f"no benchmark spec {name!r}; known: {', '.join(spec_names())}")
         path = Path(str(resources.files("hpn.experiments") / "specs" / f"{name}.yaml"))
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    spec.setdefault("name", path.stem)
-    return spec
+    if isinstance(spec, dict):
+        spec.setdefault("name", path.stem)
+    return check_spec(spec, path.stem, HOOKS)
 
 
 def named_function(dotted: str) -> Callable:
-    """``"package.module:function"`` as the function."""
+    """``"package.module:function"`` as the function (for the micro-benchmarks' table in
+    :mod:`hpn.experiments.registry`, written in Python; specs name :data:`HOOKS`)."""
     module, _, attr = dotted.partition(":")
     return getattr(import_module(module), attr)
+
+
+def hook(name: str) -> Callable:
+    """The function a spec names (:data:`hpn.experiments.hooks.HOOKS`)."""
+    if name not in HOOKS:
+        raise ValueError(f"no spec function {name!r}; known: {sorted(HOOKS)}")
+    return HOOKS[name]
 
 
 def parse_option(kind: str, value: Any) -> Any:
@@ -136,8 +163,8 @@ class ModuleValues:
         self._prefix = prefix
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        if name.startswith("_") or (not self._prefix and name != "hpn"):
+            raise AttributeError(name)  # only hpn's own modules are imported
         path = f"{self._prefix}.{name}" if self._prefix else name
         try:
             import_module(path)
@@ -178,7 +205,8 @@ def _variant_row(variant: dict, context: dict, plan: dict, key: tuple) -> Row:
     fields = fill(variant.get("fields", {}), context)
     context = {**context, **fields}
     folder = fill(variant["folder"], context)
-    overrides = [*plan["overrides"], *fill(variant.get("overrides", []), context)]
+    head = head_overrides(fill(variant["head"], context)) if variant.get("head") else []
+    overrides = [*plan["overrides"], *head, *fill(variant.get("overrides", []), context)]
     cases = [
         (plan["config"], overrides, s, Path(plan["out_dir"]) / f"{folder}-s{s}")
         for s in plan["seeds"]
@@ -208,8 +236,10 @@ def _expand(entries: list[dict], context: dict, plan: dict, key: tuple = ()) -> 
                 rows += got
         elif "each" in entry:
             for j, name in enumerate(context[entry["each"]]):
-                pattern, groups = _pattern_variant(entry, name)
-                variant = {**pattern, "folder": entry["folder"], "fields": entry["fields"]}
+                pattern, groups = _pattern_variant(entry, name) if "patterns" in entry else ({}, {})
+                variant = {"head": entry.get("head"), **pattern}
+                overrides = [*entry.get("overrides", []), *pattern.get("overrides", [])]
+                variant.update(folder=entry["folder"], fields=entry["fields"], overrides=overrides)
                 inner = {**context, **groups, "name": name}
                 rows.append(_variant_row(variant, inner, plan, (*key, i, j)))
         else:
@@ -340,7 +370,7 @@ def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context:
         if "report" in metric:
             report = metric["report"]
             if (folder, report["function"]) not in reports:
-                fn = named_function(report["function"])
+                fn = hook(report["function"])
                 args = [context[a] for a in report.get("args", [])]
                 reports[folder, report["function"]] = fn(folder, *args)
             data = reports[folder, report["function"]]
@@ -367,7 +397,7 @@ def _collect(spec: dict, row: Row, context: dict, reports: dict) -> dict:
     results = []
     for case in row.cases:
         if row.reference:
-            results.append(named_function(row.reference)(*case[:3]))
+            results.append(hook(row.reference)(*case[:3]))
         else:
             results.append(run_or_load(*case))
     row._results = results
@@ -382,7 +412,7 @@ def _collect(spec: dict, row: Row, context: dict, reports: dict) -> dict:
 
 
 def _header(spec: dict, context: dict) -> str:
-    values = {k: named_function(f)() for k, f in spec.get("header_values", {}).items()}
+    values = {k: hook(f)() for k, f in spec.get("header_values", {}).items()}
     return f"hpn bench {spec['name']}: {fill(spec['header'], {**context, **values})}"
 
 
@@ -434,5 +464,5 @@ def run_sweep(
             print(f"# {fill(template, {**note_context, 'result': first})}", file=sys.stderr)
     if spec.get("after"):
         after = dict(spec["after"])
-        named_function(after.pop("function"))(done, out, **after)
+        hook(after.pop("function"))(done, out, **after)
     return done

@@ -3,7 +3,7 @@
 With many classes and d well below K, the paper's prototypes fix an *arbitrary* direction
 for each class: the network then has to learn a map that sends 1,000 clusters to 1,000
 unrelated points, a memorisation task that learns slowly and generalises poorly. That is
-the collapse the blog measured at K = 1,000 (seed 002), and training runs show it: the
+the collapse the blog measured at K = 1,000, and training runs show it: the
 train and validation losses stay equal while accuracy creeps up.
 
 The data prior removes the arbitrariness and keeps everything else of the method: the

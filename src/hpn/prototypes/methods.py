@@ -26,7 +26,7 @@ from hpn.prototypes.quality import Report, nearest_neighbours
 METHODS = (
     "auto",
     "random",
-    "hpn",
+    "paper_optimizer",
     "optimized",
     "simplex",
     "orthoplex",
@@ -35,6 +35,25 @@ METHODS = (
     "code",
     "semantic",
 )
+
+#: Old method names that still work for one release, with a ``DeprecationWarning``.
+METHOD_ALIASES = {"hpn": "paper_optimizer"}
+
+
+def method_name(method: str) -> str:
+    """The current name of a method or of an old alias (which warns).
+
+    >>> method_name("orthoplex")
+    'orthoplex'
+    """
+    if method in METHOD_ALIASES:
+        new = METHOD_ALIASES[method]
+        warnings.warn(
+            f"prototype method {method!r} is deprecated; use {new!r}", DeprecationWarning, 3
+        )
+        return new
+    return method
+
 
 #: The paper's recipe and the dense optimiser build K x K matrices; past this K they refuse.
 HPN_MAX_CLASSES = 20_000
@@ -95,9 +114,9 @@ def _validate(num_classes: int, dims: int, method: str) -> None:
         raise ValueError(f"dims must be >= 1, got {dims}")
     if dims == 1 and num_classes > 2:
         raise ValueError(f"at most 2 prototypes fit in 1 dimension, got num_classes={num_classes}")
-    if method == "hpn" and num_classes > HPN_MAX_CLASSES:
+    if method == "paper_optimizer" and num_classes > HPN_MAX_CLASSES:
         raise ValueError(
-            f"method 'hpn' builds a K x K matrix and supports at most {HPN_MAX_CLASSES} classes, "
+            f"method 'paper_optimizer' builds a K x K matrix and supports at most {HPN_MAX_CLASSES} classes, "
             f"got {num_classes}; use method 'optimized' or 'auto'"
         )
 
@@ -216,7 +235,8 @@ def build(
         num_classes: K >= 2.
         dims: d >= 1.
         method: one of :data:`METHODS`:
-            ``random`` (normalised Gaussian), ``hpn`` (the paper's recipe),
+            ``random`` (normalised Gaussian), ``paper_optimizer`` (the paper's recipe; was
+            ``hpn``),
             ``optimized`` (smooth L_HP with Adam; neighbour lists for large K),
             ``simplex`` (K <= d + 1), ``orthoplex`` (K <= 2d), ``polygon`` (the regular
             K-gon, d >= 2; optimal at d = 2), ``e8`` (the roots of E8, K <= 240,
@@ -230,8 +250,9 @@ def build(
         class_names: K names (stored with the set; embedded for ``semantic``).
         embeddings: (K, e) class embeddings for ``semantic`` instead of names.
         embedder: ``glove`` or ``minilm``, the offline model that embeds names.
-        steps: optimisation steps / epochs for ``hpn``, ``optimized`` and ``semantic``.
-        reset_momentum: ``hpn`` only: rebuild SGD each step like the reference code.
+        steps: optimisation steps / epochs for ``paper_optimizer``, ``optimized`` and
+            ``semantic``.
+        reset_momentum: ``paper_optimizer`` only: rebuild SGD each step like the reference code.
         semantic_weight: weight of the ranking loss for ``semantic``.
         time_budget: seconds ``auto`` and ``optimized`` may spend optimising; schedules
             then follow elapsed time, so the result is no longer deterministic. None: run the
@@ -241,6 +262,7 @@ def build(
     Returns:
         A :class:`PrototypeSet`.
     """
+    method = method_name(method)
     _validate(num_classes, dims, method)
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"got {len(class_names)} class names for num_classes={num_classes}")
@@ -261,7 +283,7 @@ def build(
         p = closed_form.e8_roots(num_classes, dims)
     elif method == "code":
         p, info = codes.code_prototypes(num_classes, dims, seed=seed)
-    elif method == "hpn":
+    elif method == "paper_optimizer":
         epochs = {} if steps is None else {"epochs": steps}
         p, info = optimize.paper_prototypes(
             num_classes, dims, seed=seed, reset_momentum=reset_momentum, device=device, **epochs

@@ -3,7 +3,7 @@
 
 A spec is one of:
 
-* a method of :data:`~hpn.prototypes.methods.METHODS` (``auto``, ``simplex``, ``hpn``,
+* a method of :data:`~hpn.prototypes.methods.METHODS` (``auto``, ``simplex``, ``paper_optimizer``,
   ``semantic``, ...), placed by :func:`~hpn.prototypes.methods.build`;
 * ``onehot``: the K standard basis vectors, so d = K (``dims`` is not used);
 * ``data``: laid out like the training classes' mean inputs
@@ -37,7 +37,7 @@ import torch
 
 from hpn.prototypes import data_prior
 from hpn.prototypes.io import load
-from hpn.prototypes.methods import METHODS, build
+from hpn.prototypes.methods import METHOD_ALIASES, METHODS, build
 from hpn.prototypes.quality import report
 
 #: Methods of :data:`~hpn.prototypes.methods.METHODS` whose rows already belong to their
@@ -126,7 +126,12 @@ def resolve(
         return _from_file(text, num_classes, dims)
     if text == "onehot":
         return ResolvedPrototypes(torch.eye(num_classes), "onehot", class_informed=False)
-    if text != "data" and not text.startswith("embedding:") and text not in METHODS:
+    if (
+        text != "data"
+        and not text.startswith("embedding:")
+        and text not in METHODS
+        and text not in METHOD_ALIASES
+    ):
         raise _unknown(spec)
     d = dims if dims is not None else default_dims
     if d is None:

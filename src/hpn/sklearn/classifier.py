@@ -15,13 +15,13 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from hpn.assignment import initial_assignment, reassign
 from hpn.data.base import in_batches
 from hpn.heads import PrototypeClassifier
-from hpn.losses import LossKind
+from hpn.losses import CosineSoftmaxLoss, LossKind, NeighbourSoftmaxLoss, PrototypeLoss, loss_entry
 from hpn.prototypes.data_prior import COSINE_SCALE
 from hpn.prototypes.resolver import ResolvedPrototypes, Spec, resolve, uses_class_names
 from hpn.sklearn.base import _PREDICT_CHUNK, _BaseHPN, _Network, _sample_weights
-from hpn.training.loop import initial_assignment, reassign
 
 #: Cap of the default output dimension for many classes (the paper's d for CIFAR-100).
 MAX_DEFAULT_DIMS = 100
@@ -58,43 +58,39 @@ def default_loss(n_classes: int, spec: object) -> str:
     sit where they look alike: then a softmax over cosines, which also pushes from the wrong
     classes. Up to :data:`NEIGHBOUR_CLASSES` classes it is the cosine softmax over all K
     prototypes; above, the neighbour softmax over the target's 32 nearest prototypes and 256
-    random ones, whose step does not grow with K. On printed characters at K = 1,000 the two
-    were level (test accuracy 0.939 and 0.933, seed 0), and the cosine softmax's head step
-    passes the neighbour softmax's (about 1.4 ms whatever K) near K = 1,500 and costs 3.0 ms at
-    K = 3,000 and 34 ms at 30,000 (``hpn bench scale``, d = 64, batch 128, Adam, 2026-12-01;
-    docs/results/printed-characters.md).
+    random ones, whose step does not grow with K. The two were level on printed characters
+    at K = 1,000, and the cosine softmax's step grows with K past the neighbour softmax's
+    (measurements: docs/results/printed-characters.md).
 
     >>> default_loss(10, "auto"), default_loss(1000, "data"), default_loss(5000, "data")
-    ('paper', 'softmax', 'neighbours')
+    ('squared_cosine', 'cosine_softmax', 'neighbour_softmax')
     """
     if not (isinstance(spec, str) and spec == "data"):
-        return "paper"
-    return "neighbours" if n_classes > NEIGHBOUR_CLASSES else "softmax"
+        return PrototypeLoss.kind
+    return NeighbourSoftmaxLoss.kind if n_classes > NEIGHBOUR_CLASSES else CosineSoftmaxLoss.kind
 
 
 def default_recipe(n_classes: int, dims: int) -> tuple[str, str]:
     """``(prototypes, loss)`` that :class:`HPNClassifier` uses when both are left at None.
 
     Up to :data:`MANY_CLASSES` classes, or whenever d >= K - 1 (room for the regular
-    simplex), the paper's recipe: ``("auto", "paper")``. Above it, with fewer output
+    simplex), the paper's recipe: ``("auto", "squared_cosine")``. Above it, with fewer output
     dimensions than K - 1, the prototypes cannot all be far apart, and fixing them in
     arbitrary directions makes the network memorise a map to unrelated points; the data
     prior (the PCA of the training class means, :mod:`hpn.prototypes.data_prior`) with the
-    cosine softmax is then the default: ``("data", "softmax")``, and above
+    cosine softmax is then the default: ``("data", "cosine_softmax")``, and above
     :data:`NEIGHBOUR_CLASSES` the data prior with the neighbour softmax
-    (:func:`default_loss`): ``("data", "neighbours")``. Measured in the README
-    ("scikit-learn defaults"): on 1,000 Gaussian clusters the paper's recipe reached a
-    macro F1 of 0.13 and the data prior 0.95; on the small sets (K <= 10) the paper's
-    recipe was as good or better.
+    (:func:`default_loss`): ``("data", "neighbour_softmax")``. The comparison on Gaussian
+    clusters and on the small sets is in the README ("scikit-learn defaults").
 
-    >>> default_recipe(10, 9), default_recipe(1000, 100), default_recipe(150, 149)
-    (('auto', 'paper'), ('data', 'softmax'), ('auto', 'paper'))
-    >>> default_recipe(5000, 100)
-    ('data', 'neighbours')
+    >>> default_recipe(10, 9), default_recipe(150, 149)
+    (('auto', 'squared_cosine'), ('auto', 'squared_cosine'))
+    >>> default_recipe(1000, 100), default_recipe(5000, 100)
+    (('data', 'cosine_softmax'), ('data', 'neighbour_softmax'))
     """
     if n_classes > MANY_CLASSES and dims < n_classes - 1:
         return "data", default_loss(n_classes, "data")
-    return "auto", "paper"
+    return "auto", PrototypeLoss.kind
 
 
 class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
@@ -148,19 +144,22 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         n_jobs: torch threads while fitting and predicting: None -> 1, k, or -1 for all CPUs
             (see the module docstring). Results can differ in the last bits between thread
             counts.
-        loss: ``"paper"``, (1 - cos(z, p_y))^2; ``"softmax"``, cross-entropy over scaled
-            cosines to all prototypes (:func:`hpn.functional.prototype_softmax_loss`); or
-            ``"neighbours"``, the same over the target's 32 nearest prototypes and 256 random
-            ones (:func:`hpn.functional.neighbour_softmax_loss`), whose cost does not grow
-            with K: for label spaces where K cosines per example are too many.
-            None: with the ``"data"`` prototypes ``"softmax"`` up to 2,000 classes and
-            ``"neighbours"`` above, else ``"paper"`` (:func:`default_loss`).
+        loss: a loss of :data:`hpn.losses.LOSSES` that suits a prototype head:
+            ``"squared_cosine"``, (1 - cos(z, p_y))^2; ``"cosine_softmax"``, cross-entropy
+            over scaled cosines to all prototypes
+            (:func:`hpn.functional.prototype_softmax_loss`); or ``"neighbour_softmax"``, the
+            same over the target's 32 nearest prototypes and 256 random ones
+            (:func:`hpn.functional.neighbour_softmax_loss`), whose cost does not grow with K:
+            for label spaces where K cosines per example are too many (the old names
+            ``"paper"``, ``"softmax"``, ``"neighbours"`` still work, with a warning). None:
+            with the ``"data"`` prototypes ``"cosine_softmax"`` up to 2,000 classes and
+            ``"neighbour_softmax"`` above, else ``"squared_cosine"`` (:func:`default_loss`).
         assignment: ``"static"`` (class i keeps prototype i) or ``"dynamic"`` (match
             classes to prototypes once from the untrained network's class means, unless the
             prototypes already belong to their classes (``"data"``, ``"semantic"``,
             embeddings, a file or an array), then re-match after every epoch from the running
             class means, :mod:`hpn.assignment`).
-        scale: the softmax losses' scale s; None: 20 with the ``"data"`` prototypes
+        scale: the scale s of the losses that take one; None: 20 with the ``"data"`` prototypes
             (:data:`hpn.prototypes.data_prior.COSINE_SCALE`), else
             :func:`hpn.functional.default_scale` of K.
         output_norm: ``"none"`` (the paper) or ``"batchnorm"``, a batch norm on the output z
@@ -252,15 +251,20 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
             spec = default_recipe(n_classes, dims)[0]
         data = isinstance(spec, str) and spec == "data"
         if loss is None:
-            loss = cast(LossKind, default_loss(n_classes, spec))
-        if loss not in ("paper", "softmax", "neighbours"):
-            raise ValueError(
-                f"{name}: loss must be 'paper', 'softmax' or 'neighbours', got {loss!r}"
-            )
+            loss = default_loss(n_classes, spec)
+        try:
+            entry = loss_entry(loss)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        if "prototype" not in entry.heads:
+            raise ValueError(f"{name}: loss {entry.name!r} does not suit a prototype head")
+        takes_scale = "scale" in entry.setting_names()
+        if self.scale is not None and not takes_scale:
+            raise ValueError(f"{name}: loss {entry.name!r} takes no scale, got {self.scale!r}")
         scale = self.scale
-        if scale is None and loss in ("softmax", "neighbours") and data:
+        if scale is None and takes_scale and data:
             scale = COSINE_SCALE
-        return spec, loss, scale
+        return spec, entry.name, scale
 
     def _resolve_prototypes(
         self, spec: Spec, n_classes: int, seed: int, X: np.ndarray, labels: np.ndarray
@@ -318,7 +322,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         prototypes = resolved.prototypes
         self.prototypes_ = prototypes.numpy()
         self._informed = resolved.class_informed
-        if self.assignment not in ("static", "dynamic"):
+        if self.assignment not in ("static", "dynamic"):  # hpn.assignment's two kinds
             raise ValueError(
                 f"{type(self).__name__}: assignment must be 'static' or 'dynamic', "
                 f"got {self.assignment!r}"
@@ -345,7 +349,7 @@ class HPNClassifier(ClassifierMixin, _BaseHPN[PrototypeClassifier]):
         self.recipe_ = {
             "prototypes": os.fspath(spec) if isinstance(spec, str | os.PathLike) else "given",
             "loss": head.loss_kind,
-            "scale": head.scale if head.loss_kind != "paper" else None,
+            "scale": head.scale if hasattr(head.criterion, "scale") else None,
         }
         return self
 

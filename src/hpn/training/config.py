@@ -16,6 +16,10 @@ from typing import Any, Literal
 
 import yaml
 
+from hpn.losses import LOSSES, PrototypeLoss, loss_entry
+from hpn.registry import HEADS, head_entry
+from hpn.training.legacy import migrate_head, override_path, switch_kind
+
 
 def _at_least(path: str, value: float | None, low: float, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -56,68 +60,158 @@ class ModelConfig:
 
 
 @dataclass
-class HeadConfig:
-    """The ``head`` section: the output layer, its prototypes, loss and assignment."""
+class LossConfig:
+    """The ``head.loss`` section: a loss of :data:`hpn.losses.LOSSES` and its settings.
 
-    # prototype: an HPN head (classification, regression or multi-task by the data's task);
-    # softmax / mse: the baselines (softmax classifier, MSE regressor, or both for multi-task).
-    kind: Literal["prototype", "softmax", "mse"] = "prototype"
-    # Output dimensions d of a prototype head (None: K, or 1 + K for multi-task).
+    In a config it is one mapping, ``{kind: NAME, SETTING: value, ...}``, whose settings are
+    the named loss's (:attr:`hpn.losses.LossEntry.settings`); a setting the loss does not
+    take is an error.
+    """
+
+    # The loss, a name from hpn.losses.LOSSES that suits the head kind.
+    kind: str = PrototypeLoss.kind
+    # The loss's settings dataclass (e.g. scale, margin, neighbours, random_negatives).
+    settings: Any = None
+
+    def __post_init__(self) -> None:
+        entry = loss_entry(self.kind, "config head.loss.kind")
+        self.kind = entry.name
+        if self.settings is None:
+            self.settings = entry.settings()
+        elif not isinstance(self.settings, entry.settings):
+            raise ValueError(
+                f"config head.loss: settings of {type(self.settings).__name__} do not belong "
+                f"to loss {self.kind!r}"
+            )
+
+    @classmethod
+    def parse(cls, data: Any, path: str) -> LossConfig:
+        """From ``{kind, SETTING: value, ...}``, the settings checked as the loss's."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config {path}: expected a mapping with 'kind', got {data!r}")
+        settings = dict(data)
+        entry = loss_entry(settings.pop("kind", PrototypeLoss.kind), f"config {path}.kind")
+        names = entry.setting_names()
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise ValueError(
+                f"config {path}: {unknown} do not apply to loss {entry.name!r} (its settings: "
+                f"{names or 'none'})"
+            )
+        return cls(entry.name, from_dict(entry.settings, settings, path))
+
+    def as_dict(self) -> dict:
+        """``{"kind": ..., **settings}``, what a config file holds."""
+        return {"kind": self.kind, **dataclasses.asdict(self.settings)}
+
+
+@dataclass
+class AssignmentConfig:
+    """The ``head.assignment`` section of a prototype head: which class owns which prototype."""
+
+    # static: class c keeps prototype c; dynamic: re-match classes to prototypes from the
+    # running class means during training (DL2PA; Hungarian up to 4,096 classes).
+    kind: Literal["static", "dynamic"] = "static"
+    # dynamic: epochs between re-matchings (None: 1).
+    every: int | None = None
+    # dynamic: momentum of the running class means, in [0, 1) (None: 0.9).
+    momentum: float | None = None
+    # dynamic: before the first epoch, match classes to prototypes once from the class means
+    # of the untrained network's outputs over the training split. None: on, unless the
+    # prototypes already belong to their classes (data prior, class-name embeddings, the
+    # semantic method, a .npy file), whose layout a match would scramble.
+    init: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "static":
+            given = [k for k in ("every", "momentum", "init") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"config head.assignment.{given[0]}: does not apply to "
+                    "head.assignment.kind static"
+                )
+            return
+        self.every = 1 if self.every is None else self.every
+        self.momentum = 0.9 if self.momentum is None else self.momentum
+        _at_least("head.assignment.every", self.every, 1)
+        _in_unit_interval("head.assignment.momentum", self.momentum, closed_right=False)
+
+
+@dataclass
+class HeadConfig:
+    """The ``head`` section: the output layer, its prototypes or centres, loss and assignment.
+
+    Only the settings of the chosen ``kind`` may be given (:data:`hpn.registry.HEADS`); the
+    others stay unset (None).
+    """
+
+    # The head, a name from hpn.registry.HEADS: prototype (HPN: classification, regression or
+    # multi-task by the data's task), softmax / mse (the baselines), cosine / sampled (learned
+    # class centres: the cosine classifier, the sampled softmax).
+    kind: str = "prototype"
+    # Output dimensions d (prototype: None gives K, or 1 + K for multi-task; cosine /
+    # sampled: None puts the centres on the backbone's features, d gives a Linear to d first).
     dims: int | None = None
-    # a generator method, "onehot", "data" (laid out like the training classes' mean
-    # inputs, then spread), "embedding:glove" / "embedding:minilm" (class-name embeddings
-    # used directly), or a path to a .npy file
-    prototypes: str = "auto"
-    # Seed of the prototype generator (separate from the run's seed).
-    prototype_seed: int = 0
-    # prototypes "data": separation steps after the PCA start (0: the start as it is)
-    spread_steps: int = 100
+    # prototype: a generator method, "onehot", "data" (laid out like the training classes'
+    # mean inputs, then spread), "embedding:glove" / "embedding:minilm" (class-name
+    # embeddings used directly), or a path to a .npy file (None: "auto").
+    prototypes: str | None = None
+    # prototype: seed of the prototype generator, separate from the run's seed (None: 0).
+    prototype_seed: int | None = None
+    # prototype: separation steps after the data prior's PCA start (0: the start as it is;
+    # None: 100).
+    spread_steps: int | None = None
     # Multi-task weight t in L = t L_class + (1 - t) L_regression.
     task_weight: float = 0.5
     # How a batch's losses are combined: the paper sums, mean divides by the batch size.
     reduction: Literal["sum", "mean"] = "mean"
-    # Classification loss of a prototype head: the paper's (1 - cos)^2, a softmax over
-    # scale * cosines to all prototypes (scale None: sqrt(2) ln(K - 1)) with a cosine margin,
-    # or "neighbours": that softmax over the target and its nearest prototypes only, at a
-    # cost per batch that does not grow with K.
-    loss: Literal["paper", "softmax", "neighbours"] = "paper"
-    # Scale s of the softmax losses (None: sqrt(2) ln(K - 1), AdaCos' fixed scale).
-    scale: float | None = None
-    # Additive margin m subtracted from the target cosine in the softmax losses.
-    margin: float = 0.0
-    # loss "neighbours": wrong classes per example, the prototypes nearest to the target's
-    # (capped at K - 1, where it is the full softmax)
-    neighbours: int = 32
-    # loss "neighbours": classes drawn at random once per batch as extra wrong classes, each
-    # standing for K / r classes (0: none; the neighbours alone learn much more slowly)
-    random_negatives: int = 256
-    # Dynamic label-to-prototype assignment (DL2PA): re-match classes to prototypes from the
-    # running class means every `assignment_every` epochs (Hungarian up to 4,096 classes).
-    assignment: Literal["static", "dynamic"] = "static"
-    # Epochs between re-matchings of classes to prototypes.
-    assignment_every: int = 1
-    # Momentum of the running class means that dynamic assignment matches, in [0, 1).
-    assignment_momentum: float = 0.9
-    # Before the first epoch, match classes to prototypes once from the class means of the
-    # untrained network's outputs over the training split (a data-driven start: classes the
-    # random features already place close together get neighbouring prototypes). None: on,
-    # unless the prototypes already belong to their classes (data prior, class-name
-    # embeddings, the semantic method, a .npy file), whose layout a match would scramble.
-    assignment_init: bool | None = None
-    # "batchnorm": BatchNorm1d on the head's output z before it is normalised (keeps z
-    # centred and of bounded size; the paper has none)
-    output_norm: Literal["none", "batchnorm"] = "none"
+    # prototype / cosine / sampled: "batchnorm" puts BatchNorm1d on the output z before it is
+    # normalised (keeps z centred and of bounded size; the paper has none). None: "none".
+    output_norm: Literal["none", "batchnorm"] | None = None
+    # The classification loss and its settings: {kind, scale, margin, ...}; kind None gives
+    # the head's default (prototype: squared_cosine).
+    loss: LossConfig | None = None
+    # prototype: {kind: static | dynamic, every, momentum, init} (None: static).
+    assignment: AssignmentConfig | None = None
 
     def __post_init__(self) -> None:
+        entry = head_entry(self.kind) if self.kind in HEADS else None
+        if entry is None:
+            raise ValueError(f"config head.kind: {self.kind!r} is not one of {list(HEADS)}")
+        for key in OPTIONAL_HEAD_KEYS:
+            if key not in entry.settings and getattr(self, key) is not None:
+                raise ValueError(
+                    f"config head.{key}: does not apply to head kind {self.kind!r} (its "
+                    f"settings: {list(entry.settings) or 'none'})"
+                )
+        if "prototypes" in entry.settings:
+            self.prototypes = "auto" if self.prototypes is None else self.prototypes
+            self.prototype_seed = self.prototype_seed or 0
+            self.spread_steps = 100 if self.spread_steps is None else self.spread_steps
+            self.assignment = self.assignment or AssignmentConfig()
+        if "output_norm" in entry.settings:
+            self.output_norm = self.output_norm or "none"
+        if entry.default_loss is not None:
+            self.loss = self.loss or LossConfig(entry.default_loss)
+            if self.kind not in LOSSES[self.loss.kind].heads:
+                raise ValueError(
+                    f"config head.loss.kind: {self.loss.kind!r} does not suit head kind "
+                    f"{self.kind!r} (its losses: {entry.losses()})"
+                )
         _at_least("head.dims", self.dims, 1, allow_none=True)
-        _at_least("head.spread_steps", self.spread_steps, 0)
-        _at_least("head.assignment_every", self.assignment_every, 1)
-        _at_least("head.neighbours", self.neighbours, 1)
-        _at_least("head.random_negatives", self.random_negatives, 0)
+        _at_least("head.spread_steps", self.spread_steps, 0, allow_none=True)
         _in_unit_interval("head.task_weight", self.task_weight, closed_right=True)
-        _in_unit_interval("head.assignment_momentum", self.assignment_momentum, closed_right=False)
-        if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"config head.scale: must be a positive number, got {self.scale!r}")
+
+    @property
+    def dynamic(self) -> bool:
+        """Dynamic label-to-prototype assignment is on."""
+        return self.assignment is not None and self.assignment.kind == "dynamic"
+
+
+#: The head keys that only some head kinds take (:attr:`hpn.registry.HeadEntry.settings`).
+OPTIONAL_HEAD_KEYS = (
+    "dims", "prototypes", "prototype_seed", "spread_steps", "output_norm", "loss", "assignment",
+)  # fmt: skip
 
 
 @dataclass
@@ -197,6 +291,8 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise ValueError(f"config {path or '(top level)'}: expected a mapping, got {data!r}")
+    if cls is RunConfig and isinstance(data.get("head"), dict):
+        data = {**data, "head": migrate_head(data["head"])}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -207,12 +303,33 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         sub = f"{path}.{key}" if path else key
-        hint = hints[key]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value, sub)
+        hint = _section(hints[key])
+        if hint is None:
+            kwargs[key] = _check_type(sub, value, hints[key])
+        elif value is None:
+            kwargs[key] = None
+        elif hasattr(hint, "parse"):
+            kwargs[key] = hint.parse(value, sub)
         else:
-            kwargs[key] = _check_type(sub, value, hint)
-    return cls(**kwargs)
+            kwargs[key] = from_dict(hint, value, sub)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        if message.startswith("config "):
+            raise
+        raise ValueError(f"config {path or '(top level)'}: {message}") from None
+
+
+def _section(hint: Any) -> Any:
+    """The dataclass a hint names, alone or or-ed with None; None for a plain value."""
+    args = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
+        else (hint,)
+    )
+    found = [a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)]
+    return found[0] if found else None
 
 
 def parse_key_values(items: list[str], label: str = "option") -> dict:
@@ -231,24 +348,45 @@ def parse_key_values(items: list[str], label: str = "option") -> dict:
 
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place.
+
+    An override that changes a section's ``kind`` (``head.kind``, ``head.loss.kind``,
+    ``head.assignment.kind``) first drops the settings that section holds which the new kind
+    does not take, so ``--config glyphs head.kind=softmax`` switches heads; the settings
+    given by later overrides are checked as strictly as the file's. The flat keys of the
+    previous release (``head.scale``, ``head.assignment_every``, ...) are read as their new
+    keys, with a ``DeprecationWarning``.
+    """
+    if isinstance(data.get("head"), dict):
+        data["head"] = migrate_head(data["head"])
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} is not of the form key.sub=value")
+        value = yaml.safe_load(raw)
+        parts = override_path(key.split("."), value)
         node = data
-        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        if parts[-1] == "kind":
+            switch_kind(parts[:-1], node, value)
+        node[parts[-1]] = value
     return data
 
 
-def to_dict(config: RunConfig) -> dict:
+def to_dict(config: Any) -> Any:
     """The config as nested plain dicts (what ``config.json`` holds)."""
-    return dataclasses.asdict(config)
+    if hasattr(config, "as_dict"):
+        return config.as_dict()
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return type(config)(to_dict(v) for v in config)
+    return config
 
 
 def _flat(data: dict, prefix: str = "") -> dict:

@@ -10,7 +10,8 @@ Both ``hpn train`` (:func:`hpn.training.run.train`) and the scikit-learn estimat
 Around the epochs, :class:`Watch` keeps the best validation epoch and decides when patience
 has run out (``optim.patience``; ``early_stopping`` / ``n_iter_no_change`` / ``tol``), and
 :func:`initial_assignment` / :func:`reassign` are the dynamic-assignment hooks before the first
-epoch and after an epoch (:mod:`hpn.assignment`), with class means summed over ranks.
+epoch and after an epoch (:mod:`hpn.assignment`, which holds the state and the updates), with class means summed
+over ranks.
 
 Shapes: N examples in a batch, K classes, d output dimensions.
 """
@@ -26,8 +27,7 @@ from typing import Generic, Literal, TypeVar
 import torch
 from torch import nn
 
-from hpn.functional import unit
-from hpn.heads import MultiTaskHead, PrototypeClassifier
+from hpn import assignment
 from hpn.training import distributed as dist_
 
 Targets = TypeVar("Targets")
@@ -235,59 +235,19 @@ class Watch:
         return self.patience is not None and self.stale >= self.patience
 
 
-def prototype_classifier(head: nn.Module) -> PrototypeClassifier | None:
-    """The prototype classifier inside a head (itself, or a multi-task head's), or None."""
-    if isinstance(head, PrototypeClassifier):
-        return head
-    if isinstance(head, MultiTaskHead):
-        return head.classifier
-    return None
-
-
-@torch.no_grad()
 def initial_assignment(
-    classifier: PrototypeClassifier,
+    classifier: nn.Module,
     outputs: Iterable[tuple[torch.Tensor, torch.Tensor]],
     ctx: dist_.Context | None = None,
 ) -> int:
-    """Match classes to prototypes once from the untrained network's class means.
-
-    Args:
-        classifier: a head with dynamic assignment enabled.
-        outputs: ``(z, labels)`` pairs: (N, d) outputs (normalised here) and (N,) labels,
-            this rank's share of the training split; the caller puts the model in eval mode.
-        ctx: the process group: the sums and counts are added over ranks.
-
-    Returns:
-        How many classes changed prototype. The running means start afresh afterwards.
-    """
+    """:func:`hpn.assignment.initial_assignment` with the sums added over ``ctx``'s ranks."""
     ctx = ctx or dist_.Context()
-    k, d = classifier.prototypes.shape
-    sums = torch.zeros(k, d, dtype=torch.float64)
-    counts = torch.zeros(k, 1, dtype=torch.float64)
-    for z, labels in outputs:
-        labels = labels.cpu()
-        sums.index_add_(0, labels, unit(z.float()).double().cpu())
-        counts.index_add_(0, labels, torch.ones(len(labels), 1, dtype=torch.float64))
-    sums, counts = dist_.all_reduce_sum(sums, ctx), dist_.all_reduce_sum(counts, ctx)
-    return classifier.initial_reassign(sums / counts.clamp_min(1), counts[:, 0] > 0)
+    return assignment.initial_assignment(
+        classifier, outputs, lambda t: dist_.all_reduce_sum(t, ctx)
+    )
 
 
-@torch.no_grad()
 def reassign(head: nn.Module, ctx: dist_.Context | None = None) -> int | None:
-    """One dynamic-assignment update with the running class means averaged over ranks.
-
-    Returns:
-        How many classes changed prototype; None when the head has no dynamic assignment.
-    """
+    """:func:`hpn.assignment.reassign` with the class means averaged over ``ctx``'s ranks."""
     ctx = ctx or dist_.Context()
-    cls = prototype_classifier(head)
-    if cls is None or cls.assignment is None:
-        return None
-    tracker = cls.assignment.tracker
-    seen = tracker.seen.double()[:, None]
-    total = dist_.all_reduce_sum(tracker.means.double().cpu() * seen.cpu(), ctx)
-    count = dist_.all_reduce_sum(seen.cpu(), ctx)
-    tracker.seen.copy_((count[:, 0] > 0).to(tracker.seen.device))
-    means = (total / count.clamp_min(1)).to(tracker.means)
-    return cls.reassign(means)
+    return assignment.reassign(head, lambda t: dist_.all_reduce_sum(t, ctx))

@@ -27,11 +27,11 @@ import torch
 import yaml
 from torch import nn
 
+from hpn.assignment import dynamic_classifier
 from hpn.data.base import DataSplits, in_batches, iterate_batches
 from hpn.data.longtail import long_tailed
 from hpn.data.registry import load_data
 from hpn.evaluation.metrics import group_accuracy
-from hpn.heads import MultiTaskHead, PrototypeClassifier
 from hpn.models import build_backbone
 from hpn.training import distributed as dist_
 from hpn.training.checkpoint import (
@@ -317,10 +317,8 @@ def _first_assignment(
     norm untouched, no random numbers drawn); ``head_info`` records how many classes moved.
     """
     head = net.head
-    if not isinstance(head, PrototypeClassifier | MultiTaskHead):
-        return
-    cls = head if isinstance(head, PrototypeClassifier) else head.classifier
-    if not head_info.get("assignment", {}).get("init") or cls.assignment is None:
+    cls = dynamic_classifier(head)
+    if cls is None or not head_info.get("assignment", {}).get("init"):
         return
     was_training = net.training
     net.eval()
@@ -329,7 +327,7 @@ def _first_assignment(
 
     def outputs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, targets in batches:
-            z = head.proj(net.backbone(x.to(cfg.device)))
+            z = cast(nn.Module, head.proj)(net.backbone(x.to(cfg.device)))
             # multi-task: the class part of the shared output
             yield (z if cls is head else z[:, 1:]), targets["label"]
 
@@ -376,7 +374,8 @@ def _epoch(
     bar.close()
     sched.step()
     reassigned = None
-    if cfg.head.assignment == "dynamic" and (epoch + 1) % cfg.head.assignment_every == 0:
+    every = cfg.head.assignment.every if cfg.head.assignment is not None else None
+    if cfg.head.dynamic and every and (epoch + 1) % every == 0:
         reassigned = reassign(net.head, ctx)
     seconds = time.perf_counter() - tic
     dist_.broadcast_buffers(net, ctx)  # e.g. BatchNorm statistics: rank 0's everywhere
@@ -392,7 +391,7 @@ def _epoch(
         "seconds": round(seconds, 3),
         "steps": len(parts),
     }
-    if cfg.head.assignment == "dynamic":
+    if cfg.head.dynamic:
         row["reassigned"] = reassigned
     return row
 

@@ -6,6 +6,9 @@ the epoch loop is :mod:`hpn.training.loop`.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -16,6 +19,9 @@ from hpn.data.base import DataSplits, SplitDataset, in_batches, iterate_batches
 from hpn.evaluation.metrics import EpochMetrics, MetricCounts
 from hpn.functional import Reduction
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
+from hpn.learned import LearnedCentresClassifier
+from hpn.losses import classification_loss
+from hpn.registry import HEADS
 from hpn.training import distributed as dist_
 from hpn.training.config import HeadConfig
 
@@ -27,6 +33,7 @@ Head = (
     | SoftmaxClassifier
     | MSERegressor
     | MultiTaskBaseline
+    | LearnedCentresClassifier
 )
 
 
@@ -87,9 +94,9 @@ def _resolve_prototypes(
     data prior reads the training split in batches of 4,096."""
     batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
     return protos.resolve(
-        cfg.prototypes, _num_classes(splits), dims, default_dims=default,
+        cfg.prototypes or "auto", _num_classes(splits), dims, default_dims=default,
         train=((x, targets["label"]) for x, targets in batches), names=splits.class_names,
-        seed=cfg.prototype_seed, spread_steps=cfg.spread_steps,
+        seed=cfg.prototype_seed or 0, spread_steps=cfg.spread_steps or 0,
     )  # fmt: skip
 
 
@@ -109,9 +116,12 @@ def _regression_bounds(splits: DataSplits) -> tuple[float, float]:
 
 
 def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[Head, dict]:
-    """The head the config asks for, with its prototypes and regression bounds."""
+    """The head the config asks for (:data:`hpn.registry.HEADS`), with its prototypes or
+    centres and regression bounds; and what to record of it in ``head.json``."""
     task = splits.task
     info: dict = {"kind": cfg.kind}
+    if task not in HEADS[cfg.kind].tasks:
+        raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
     lower = upper = 0.0  # the regression bounds, set below for a task with values
     if task != "classification":
         lower, upper = _regression_bounds(splits)
@@ -121,19 +131,54 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[H
     if cfg.kind in ("softmax", "mse") and task == "multitask":
         k = _num_classes(splits)
         return MultiTaskBaseline(in_features, k, lower, upper, cfg.task_weight), info
-    if cfg.kind == "mse" and task == "regression":
+    if cfg.kind == "mse":
         return MSERegressor(in_features, lower, upper), info
-    if cfg.kind != "prototype":
-        raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
     info["output_norm"] = cfg.output_norm
+    if cfg.kind != "prototype":  # learned class centres (hpn.learned)
+        return _learned_classifier(cfg, splits, in_features, info), info
     if task == "regression":
         regressor = PrototypeRegressor(
-            cfg.dims or 2, lower, upper, in_features=in_features, output_norm=cfg.output_norm
+            cfg.dims or 2, lower, upper, in_features=in_features, output_norm=_norm(cfg)
         )
         return regressor, info
     if task == "classification":
         return _prototype_classifier(cfg, splits, in_features, info), info
     return _multitask_head(cfg, splits, in_features, (lower, upper), info), info
+
+
+def _norm(cfg: HeadConfig) -> Literal["none", "batchnorm"]:
+    return cfg.output_norm or "none"
+
+
+def _loss(cfg: HeadConfig) -> nn.Module:
+    """The loss object ``head.loss`` names, with its settings."""
+    assert cfg.loss is not None  # HeadConfig fills it for every head kind that takes one
+    return classification_loss(cfg.loss.kind, **dataclasses.asdict(cfg.loss.settings))
+
+
+def _loss_info(head: PrototypeClassifier | LearnedCentresClassifier) -> dict:
+    """What ``head.json`` records of a classification head's loss: its kind, its softmax
+    settings resolved against K, and its other settings."""
+    loss = head.criterion
+    info = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
+    table = getattr(head, "neighbours", None)
+    if table is not None:
+        info["neighbours"] = table.shape[1]
+    for name in ("random_negatives", "negatives"):
+        if hasattr(loss, name):
+            info[name] = getattr(loss, name)
+    return info
+
+
+def _learned_classifier(
+    cfg: HeadConfig, splits: DataSplits, in_features: int, info: dict
+) -> LearnedCentresClassifier:
+    """A head with learned class centres (``cosine``, ``sampled``)."""
+    cls = HEADS[cfg.kind].classifier
+    assert cls is not None and issubclass(cls, LearnedCentresClassifier)
+    head = cls(in_features, _num_classes(splits), cfg.dims, loss=_loss(cfg), output_norm=_norm(cfg))
+    info["loss"] = _loss_info(head)
+    return head
 
 
 def _prototype_classifier(
@@ -143,14 +188,8 @@ def _prototype_classifier(
     assignment in ``info``."""
     resolved = _resolve_prototypes(cfg, splits, cfg.dims, default=_num_classes(splits))
     p, info["prototypes"] = resolved.prototypes, resolved.record()
-    head = PrototypeClassifier(
-        p, in_features, cfg.loss, cfg.scale, cfg.margin, output_norm=cfg.output_norm,
-        neighbours=cfg.neighbours, random_negatives=cfg.random_negatives,
-    )  # fmt: skip
-    info["loss"] = {"kind": head.loss_kind, "scale": head.scale, "margin": head.margin}
-    if head.neighbours is not None:
-        info["loss"]["neighbours"] = head.neighbours.shape[1]
-        info["loss"]["random_negatives"] = head.random_negatives
+    head = PrototypeClassifier(p, in_features, _loss(cfg), output_norm=_norm(cfg))
+    info["loss"] = _loss_info(head)
     info["assignment"] = _assignment(head, cfg, resolved.class_informed)
     return head
 
@@ -169,10 +208,8 @@ def _multitask_head(
     resolved = _resolve_prototypes(cfg, splits, dims - 1)
     p, info["prototypes"] = resolved.prototypes, resolved.record()
     head = MultiTaskHead(
-        p, *bounds, in_features, cfg.task_weight, cfg.loss, cfg.scale, cfg.margin,
-        output_norm=cfg.output_norm, neighbours=cfg.neighbours,
-        random_negatives=cfg.random_negatives,
-    )  # fmt: skip
+        p, *bounds, in_features, cfg.task_weight, _loss(cfg), output_norm=_norm(cfg)
+    )
     info["assignment"] = _assignment(head.classifier, cfg, resolved.class_informed)
     return head
 
@@ -181,18 +218,20 @@ def _assignment(head: PrototypeClassifier, cfg: HeadConfig, informed: bool) -> d
     """Enable dynamic assignment on a classification head if the config asks for it.
 
     ``informed``: the prototypes already belong to their classes, so the first match is off
-    unless ``assignment_init`` asks for it.
+    unless ``head.assignment.init`` asks for it.
     """
-    if cfg.assignment == "static":
+    a = cfg.assignment
+    if a is None or a.kind == "static":
         return {"kind": "static"}
-    head.enable_dynamic_assignment(cfg.assignment_momentum)
+    assert a.every is not None and a.momentum is not None  # AssignmentConfig fills them
+    head.enable_dynamic_assignment(a.momentum)
     method = assignment.resolve_method(head.num_classes)
     return {
         "kind": "dynamic",
-        "every": cfg.assignment_every,
-        "momentum": cfg.assignment_momentum,
+        "every": a.every,
+        "momentum": a.momentum,
         "method": method,
-        "init": (not informed) if cfg.assignment_init is None else cfg.assignment_init,
+        "init": (not informed) if a.init is None else a.init,
     }
 
 
