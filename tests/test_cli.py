@@ -198,3 +198,13 @@ def test_the_image_folder_how_to_trains_and_evaluates_a_tiny_tree(tmp_path, monk
     results = json.loads((tmp_path / "runs/my-images/results.json").read_text())
     assert results["data"]["counts"]["test"] == 9 and results["output_size"] == 2
     assert main(["evaluate", "runs/my-images", "--split", "val"]) == 0
+
+
+def test_list_configs_gives_each_a_one_line_description(capsys):
+    assert main(["train", "--list-configs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert "demo" in names and "glyphs" in names and len(lines) == len(set(names))
+    for line in lines:
+        description = line.split(maxsplit=1)[1]
+        assert description.endswith(".") and len(description) <= 100, line

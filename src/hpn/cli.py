@@ -32,7 +32,13 @@ from hpn.training.export import FORMATS, export_run
 from hpn.training.finished import evaluate_run, transfer_report
 from hpn.training.predict import predict_run
 from hpn.training.progress import ProgressBar
-from hpn.training.run import load_config, packaged_configs, resume_config, run
+from hpn.training.run import (
+    config_description,
+    load_config,
+    packaged_configs,
+    resume_config,
+    run,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -160,7 +166,9 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.list_configs:
-        print("\n".join(packaged_configs()))
+        names = packaged_configs()
+        width = max(map(len, names))
+        print("\n".join(f"{n:<{width}}  {config_description(n)}" for n in names))
         return 0
     cfg = _train_config(args)
     if args.print_config:

@@ -69,6 +69,24 @@ def packaged_configs() -> list[str]:
     )
 
 
+def config_description(name: str, width: int = 100) -> str:
+    """The first sentence of a packaged config's leading comment, cut to ``width`` characters.
+
+    >>> config_description("demo")
+    '`hpn demo` runs this config twice, with a prototype head and a softmax head.'
+    """
+    lines = config_path(name).read_text().splitlines()
+    words = " ".join(
+        line.lstrip("# ").strip()
+        for line in lines[
+            : next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+        ]
+    )
+    end = words.find(". ")
+    sentence = words if end < 0 else words[: end + 1]
+    return sentence if len(sentence) <= width else sentence[: width - 3].rstrip() + "..."
+
+
 def config_path(name: str) -> Path:
     """A config file: ``name`` as a path if it exists, else the packaged config of that name.
 
