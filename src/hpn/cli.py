@@ -24,6 +24,7 @@ import hpn
 from hpn import prototypes as protos
 from hpn.demo import demo
 from hpn.experiments.registry import add_bench_parsers, run_bench
+from hpn.prototypes.optimize import progress_bars
 from hpn.prototypes.quality import Report
 from hpn.threads import THREADS_ENV, use_threads
 from hpn.training.class_report import confusion_report
@@ -88,19 +89,8 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
         raise UsageError("give the dimensionality with -d")
     if args.output is None:
         raise UsageError("give an output file with -o (or --report FILE to report one)")
-    built = protos.build(
-        k,
-        args.dims,
-        method=args.method,
-        seed=args.seed,
-        class_names=names,
-        embedder=args.embedder,
-        steps=args.steps,
-        reset_momentum=args.reset_momentum,
-        semantic_weight=args.semantic_weight,
-        time_budget=args.time_budget,
-        device=args.device,
-    )
+    with progress_bars():  # optimisations can take minutes: a bar on a terminal
+        built = _build_prototypes(args, k, names)
     path = built.save(args.output)  # first: the report may take long at large K
     print(f"method           {built.method}  (seed {built.seed}, {built.seconds:.2f} s)")
     if "max_cosine" in built.info:
@@ -116,6 +106,25 @@ def _cmd_prototypes(args: argparse.Namespace) -> int:
             f"rank correlation {built.info['rank_correlation']:+.4f}  (prototype vs embedding similarity order)"
         )
     return 0
+
+
+def _build_prototypes(
+    args: argparse.Namespace, k: int, names: list[str] | None
+) -> protos.PrototypeSet:
+    """``protos.build`` with the command line's settings."""
+    return protos.build(
+        k,
+        args.dims,
+        method=args.method,
+        seed=args.seed,
+        class_names=names,
+        embedder=args.embedder,
+        steps=args.steps,
+        reset_momentum=args.reset_momentum,
+        semantic_weight=args.semantic_weight,
+        time_budget=args.time_budget,
+        device=args.device,
+    )
 
 
 def _report_with_progress(prototypes: torch.Tensor, mode: str) -> Report:

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -124,3 +126,26 @@ def test_the_old_method_name_hpn_is_the_paper_optimizer_with_a_warning():
         old = protos.build(5, 3, method="hpn", steps=20)
     assert old.method == "paper_optimizer"
     assert torch.equal(old.prototypes, protos.generate(5, 3, "paper_optimizer", steps=20))
+
+
+def test_optimiser_progress_bar_only_inside_progress_bars_and_on_a_terminal(monkeypatch, capsys):
+    import io
+
+    from hpn.prototypes import optimize
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    optimize.optimized_prototypes(20, 3, steps=5)
+    assert screen.getvalue() == ""  # library calls print nothing
+    with optimize.progress_bars():
+        _, info = optimize.optimized_prototypes(20, 3, steps=5)
+    assert "optimiser, K = 20, d = 3:   0%|" in screen.getvalue()
+    assert info["steps"] == 5
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
+    with optimize.progress_bars():
+        optimize.optimized_prototypes(20, 3, steps=5)
+    assert sys.stderr.getvalue() == ""

@@ -19,6 +19,7 @@ is as far away as possible:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import time
 import warnings
@@ -28,6 +29,7 @@ from typing import TypedDict
 import numpy as np
 import torch
 from torch.nn.functional import normalize
+from tqdm.auto import tqdm
 
 from hpn.prototypes.quality import nearest_neighbours
 
@@ -93,6 +95,28 @@ def _flush_denormals() -> Iterator[None]:
     finally:
         if previous:  # set_flush_denormal returns whether the mode is supported
             torch.set_flush_denormal(False)
+
+
+_SHOW_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("progress", default=False)
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[None]:
+    """Show a progress bar (on a terminal only) over the steps of the optimisers run inside
+    the block; ``hpn prototypes`` does, since an optimisation can take minutes. Off by
+    default, so library calls print nothing."""
+    token = _SHOW_PROGRESS.set(enabled)
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS.reset(token)
+
+
+def _steps(n: int, what: str) -> Iterator[int]:
+    """``range(n)``, with a progress bar inside :func:`progress_bars`."""
+    if not _SHOW_PROGRESS.get():
+        return iter(range(n))
+    return iter(tqdm(range(n), desc=what, unit="step", leave=False, disable=None))
 
 
 def _random_unit(
@@ -217,7 +241,7 @@ def paper_prototypes(
     """
     p = _random_unit(num_classes, dims, seed, device).requires_grad_(True)
     opt = torch.optim.SGD([p], lr=lr, momentum=momentum)
-    for _ in range(epochs):
+    for _ in _steps(epochs, f"paper optimiser, K = {num_classes:,}"):
         loss = separation_loss(p)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -285,7 +309,7 @@ def optimized_prototypes(
     best, best_p = math.inf, p0.clone()
     steps_run = 0
     graph: _NeighbourGraph | None = None
-    for step in range(steps):
+    for step in _steps(steps, f"optimiser, K = {num_classes:,}, d = {dims}"):
         frac = step / max(steps - 1, 1)
         if time_budget is not None:  # anneal over the budget when it, not ``steps``, ends the run
             frac = max(frac, (time.perf_counter() - start) / time_budget)
