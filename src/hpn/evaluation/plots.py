@@ -38,10 +38,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, title: str = "", tight: bool = True) -> Path:
+    """Write ``fig`` as a PNG atomically (with ``title`` above it), then close it."""
+    if title:
+        fig.suptitle(title)
+    if tight:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
+    _pyplot().close(fig)
     return Path(path)
 
 
@@ -71,10 +77,7 @@ def learning_curves(metrics_csv: str | Path, out_png: str | Path) -> Path:
     for ax, name in zip(axes[1:], metrics, strict=True):
         ax.plot(epochs, column(name), color="C2")
         ax.set(xlabel="epoch", ylabel=name.replace("_", " "), title=name.replace("_", " "))
-    fig.tight_layout()
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png)
 
 
 def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np.ndarray]:
@@ -122,12 +125,7 @@ def compare_curves(
     axes[0].set(xlabel="training steps", ylabel=metric.replace("_", " "))
     axes[1].set(xlabel="training seconds (measured)")
     axes[1].legend(fontsize="small", loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png, title)
 
 
 def sphere_plot(
@@ -163,9 +161,7 @@ def sphere_plot(
     ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
     ax.set(xticks=[-1, 0, 1], yticks=[-1, 0, 1], zticks=[-1, 0, 1])  # default ticks overlap
     ax.set_box_aspect((1, 1, 1))
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png, tight=False)
 
 
 def confusion_figure(
@@ -191,12 +187,7 @@ def confusion_figure(
         fig = _confusion_matrix_axes(plt, confusion, label)
     else:
         fig = _per_class_axes(plt, confusion, label, worst)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png, title)
 
 
 def _confusion_matrix_axes(plt: Any, confusion: Confusion, label: list[str]) -> Figure:
