@@ -365,6 +365,7 @@ def test_glyphs_spec_reports_accuracy_speed_and_head_size_by_k(tmp_path):
         "glyphs", config=str(cfg), classes="3,5", dims="2",
         heads="auto-squared_cosine,data-neighbour_softmax-batchnorm,auto-cosine_softmax-dynamic",
         degraded=["data.options.std=0.6"], seeds=(0,), out_dir=str(runs), out=out,
+        backbone="mlp", backbone_options="{hidden: [16]}",
     )  # fmt: skip
     paper = "HPN d = 2, auto-squared_cosine"
     neighbours = "HPN d = 2, data-neighbour_softmax-batchnorm"
