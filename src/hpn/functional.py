@@ -390,8 +390,7 @@ def neighbour_softmax_loss(
     near = flat.view(*candidates.shape, prototypes.shape[1])  # (N, m + 1, d)
     floor = default_eps(dtype) if eps is None else eps
     # a product and a sum: three times faster than bmm for these (m + 1) x d slices on CPU
-    cos = (near * zu[:, None, :]).sum(2) / near.norm(dim=2).clamp_min(floor)
-    # cos: (N, m + 1), the target in column 0
+    cos = (near * zu[:, None, :]).sum(2) / near.norm(dim=2).clamp_min(floor)  # target: column 0
     if margin:
         cos = torch.cat([cos[:, :1] - margin, cos[:, 1:]], dim=1)
     logits = s * cos

@@ -189,5 +189,6 @@ def test_dataset_subset_and_checks(tmp_path):
 def test_missing_pillow_gives_install_hint(tmp_path, monkeypatch):
     make_tree(tmp_path)
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(ImportError, match=r'pip install "hpn\[data\]"'):
+    hint = r'image folders need Pillow: pip install -e "\.\[data\]" in the hpn source folder, or .*pillow'
+    with pytest.raises(ImportError, match=hint):
         load_image_folders(tmp_path)

@@ -31,7 +31,16 @@ def start(tmp_path, out):
     config.write_text(yaml.safe_dump(SLOW))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HPN_THREADS": "1"}
     cmd = [sys.executable, "-m", "hpn", "train", "--config", str(config), "--out", str(out)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a shell's background job inherits SIGINT ignored, and Python then keeps it ignored:
+    # give the child the default disposition, as a terminal's foreground process has
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(path, proc, timeout=240.0):

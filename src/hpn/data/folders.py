@@ -179,6 +179,24 @@ def _scan_annotated(folder: Path, annotations: Path) -> dict[str, list[Path]]:
     return classes
 
 
+def _split_folders(root: Path, test_dir: str | None) -> tuple[Path, Path]:
+    """``root/train`` and the test folder (``test_dir``, else ``val`` or ``test``), checked."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"image folder root not found: {root} (the option root; data.options.root in a "
+            "run config: a folder holding train/ and val/ or test/, one subfolder per class)"
+        )
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"training folder not found: {train_dir}")
+    if test_dir is None:
+        test_dir = "val" if (root / "val").is_dir() else "test"
+    test_path = root / test_dir
+    if not test_path.is_dir():
+        raise FileNotFoundError(f"test folder not found: {test_path} (looked for val/ and test/)")
+    return train_dir, test_path
+
+
 def load_image_folders(
     root: str | os.PathLike,
     image_size: int | Sequence[int] = 64,
@@ -217,19 +235,7 @@ def load_image_folders(
     _pil_image()
     height, width = _size_hw(image_size)
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"image folder root not found: {root} (the option root; data.options.root in a "
-            "run config: a folder holding train/ and val/ or test/, one subfolder per class)"
-        )
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"training folder not found: {train_dir}")
-    if test_dir is None:
-        test_dir = "val" if (root / "val").is_dir() else "test"
-    test_path = root / test_dir
-    if not test_path.is_dir():
-        raise FileNotFoundError(f"test folder not found: {test_path} (looked for val/ and test/)")
+    train_dir, test_path = _split_folders(root, test_dir)
 
     train_classes = _scan_classes(train_dir)
     if not train_classes:

@@ -1,5 +1,16 @@
 """The glyphs source: :func:`load_glyphs` turns installed fonts into train / val / test
-splits, one class per character, held-out fonts' designs never in training."""
+splits, one class per character, held-out fonts' designs never in training.
+
+Two held-out groups can be tested: the test fonts (standard designs that draw every candidate)
+and the style fonts (designs far from the training styles, each scored on the classes it
+draws). The classes and the training split do not depend on which one ``test_group`` picks, so
+one trained network is scored on both (``hpn evaluate RUN --set
+data.options.test_group=styles``).
+
+Two caches under ``cache_dir``, both written atomically under a lock: the scan (faces,
+coverage, probe hashes), keyed by the font files' paths, sizes and mtimes and the characters,
+and the renders, keyed by the same fonts, the faces and characters rendered and the size.
+"""
 
 from __future__ import annotations
 
@@ -121,12 +132,6 @@ def load_glyphs(
     rendering of it; training designs in ``train``, held-out fonts' designs in ``val`` and
     ``test``.
 
-    Two held-out groups can be tested: the ``test_fonts`` (standard designs that draw every
-    candidate) and the ``style_fonts`` (designs far from the training styles, each scored
-    on the classes it draws). The classes and the training split do not depend on which one
-    ``test_group`` picks, so one trained network is scored on both (``hpn evaluate RUN --set
-    data.options.test_group=styles``).
-
     A character is a candidate when at least ``min_train_fonts`` training designs draw it
     and every entry of ``val_fonts`` and ``test_fonts`` draws it; ``num_classes`` of them
     are drawn with ``seed`` and numbered by code point (so ``seed`` picks the problem).
@@ -134,9 +139,7 @@ def load_glyphs(
     once, with its first face (in file order) that draws the character; weights of one
     design count once for ``min_train_fonts`` but each gives an image.
 
-    Two caches under ``cache_dir``, both written atomically: the scan (faces, coverage,
-    probe hashes), keyed by the font files' paths, sizes and mtimes and the characters, and
-    the renders, keyed by the same fonts, the faces and characters rendered and ``size``.
+    The held-out groups and the caches are described in the module notes.
 
     Args:
         characters: see :func:`parse_characters` (``"cjk"``, ``"hangul"``, ranges, a file).
@@ -179,9 +182,7 @@ def load_glyphs(
             the same design as a test font, characters no font draws, or K beyond the
             candidates (the message names the largest K available).
     """
-    chars = _check_options(characters, num_classes, min_train_fonts, size, degrade)
-    if augment not in (True, False, "scan"):
-        raise ValueError(f"augment must be true, false or 'scan', got {augment!r}")
+    chars = _check_options(characters, num_classes, min_train_fonts, size, degrade, augment)
     val_fonts, test_fonts = _default_held_out(characters, chars, val_fonts, test_fonts)
     style_fonts = _style_group(characters, chars, style_fonts, test_group)
     workers = _available_cpus() if workers is None else workers
@@ -223,7 +224,12 @@ def load_glyphs(
 
 
 def _check_options(
-    characters: str, num_classes: int | None, min_train_fonts: int, size: int, degrade: float
+    characters: str,
+    num_classes: int | None,
+    min_train_fonts: int,
+    size: int,
+    degrade: float,
+    augment: bool | str,
 ) -> list[str]:
     """The characters of the spec, after checking the libraries and the numeric options."""
     for module in ("fontTools", "PIL"):
@@ -240,6 +246,8 @@ def _check_options(
         raise ValueError(f"num_classes must be an int >= 2 (or None for all), got {num_classes!r}")
     if not 0 <= float(degrade) <= 3:
         raise ValueError(f"degrade must be a strength in [0, 3], got {degrade!r}")
+    if augment not in (True, False, "scan"):
+        raise ValueError(f"augment must be true, false or 'scan', got {augment!r}")
     return chars
 
 
