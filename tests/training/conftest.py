@@ -18,7 +18,7 @@ data:
 model:
   backbone: mlp
   options: {hidden: [16]}
-head: {kind: HEAD, dims: 3}
+head: HEAD
 optim: {optimizer: adam, lr: 0.01, epochs: 2, batch_size: 32}
 """
 
@@ -46,9 +46,9 @@ def _train(folder: Path, text: str) -> Path:
 def clusters_runs(tmp_path_factory) -> dict[str, Path]:
     """A prototype-head and a softmax-head run on 4 Gaussian clusters in 6 dims (vectors)."""
     base = tmp_path_factory.mktemp("clusters")
+    heads = {"prototype": "{kind: prototype, dims: 3}", "softmax": "{kind: softmax}"}
     return {
-        head: _train(base / head, CLUSTERS.replace("HEAD", head))
-        for head in ("prototype", "softmax")
+        kind: _train(base / kind, CLUSTERS.replace("HEAD", head)) for kind, head in heads.items()
     }
 
 

@@ -57,5 +57,5 @@ def test_tensorboard_tags(column, tag):
 
 def test_tensorboard_missing_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ImportError, match=r"hpn\[tensorboard\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[tensorboard\]" in the hpn'):
         progress.TensorBoardLog(tmp_path)

@@ -236,6 +236,7 @@ def load_image_folders(
     height, width = _size_hw(image_size)
     root = Path(root)
     train_dir, test_path = _split_folders(root, test_dir)
+    test_dir = test_path.name
 
     train_classes = _scan_classes(train_dir)
     if not train_classes:
