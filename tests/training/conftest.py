@@ -7,20 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from hpn.training.run import load_config, run
-
-CLUSTERS = """
-seed: 0
-data:
-  name: clusters
-  options: {num_classes: 4, samples_per_class: 40, dims: 6, std: 0.3}
-model:
-  backbone: mlp
-  options: {hidden: [16]}
-head: HEAD
-optim: {optimizer: adam, lr: 0.01, epochs: 2, batch_size: 32}
-"""
 
 IMAGES = """
 seed: 0
@@ -43,12 +32,13 @@ def _train(folder: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def clusters_runs(tmp_path_factory) -> dict[str, Path]:
+def clusters_runs(tmp_path_factory, run_config) -> dict[str, Path]:
     """A prototype-head and a softmax-head run on 4 Gaussian clusters in 6 dims (vectors)."""
     base = tmp_path_factory.mktemp("clusters")
-    heads = {"prototype": "{kind: prototype, dims: 3}", "softmax": "{kind: softmax}"}
+    heads = {"prototype": {"kind": "prototype", "dims": 3}, "softmax": {"kind": "softmax"}}
     return {
-        kind: _train(base / kind, CLUSTERS.replace("HEAD", head)) for kind, head in heads.items()
+        kind: _train(base / kind, yaml.safe_dump(run_config(std=0.3, head=head)))
+        for kind, head in heads.items()
     }
 
 
