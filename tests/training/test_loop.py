@@ -145,6 +145,20 @@ def test_watch_patience_and_resumed_state():
     assert Watch(higher=True).best == -math.inf and Watch(higher=False).best == math.inf
 
 
+@pytest.mark.parametrize(
+    ("higher", "limit", "scores"), [(True, 1.0, [0.9, 1.0]), (False, 0.0, [0.5, 0.0])]
+)
+def test_watch_stops_at_once_when_the_best_score_is_at_its_limit(higher, limit, scores):
+    bounded, unbounded = Watch(higher, patience=3, limit=limit), Watch(higher, patience=3)
+    for epoch, score in enumerate(scores, start=1):
+        bounded.update(score, epoch)
+        unbounded.update(score, epoch)
+    # nothing can beat the limit, so the epochs of patience could not change the best one
+    assert bounded.exhausted and bounded.best_epoch == 2
+    assert not unbounded.exhausted
+    assert not Watch(higher, patience=None, limit=limit, best=limit).exhausted  # no early stop
+
+
 def test_scikit_learn_estimators_name_a_non_finite_training_loss():
     pytest.importorskip("sklearn")
     import numpy as np

@@ -190,12 +190,15 @@ class Watch:
     (with ``inclusive``: by at least ``tol``, scikit-learn's MLP convention). Patience runs
     out after ``patience`` epochs in a row without progress. With ``tol = 0`` and
     ``inclusive = False`` (``hpn train``), that is ``patience`` epochs since the best one.
+    A best score at the metric's ``limit`` (accuracy 1.0, an error of 0) cannot be beaten, so
+    patience runs out at once: the epochs it would wait could not change the best one.
 
     Args:
         higher: a higher score is better (accuracy); else lower (a loss, an error).
         patience: epochs without progress before stopping; None: never stop.
         tol: the progress that counts.
         inclusive: progress by exactly ``tol`` counts.
+        limit: the best score the metric can take; None: unbounded.
 
     Example:
         >>> watch = Watch(higher=True, patience=2)
@@ -203,6 +206,9 @@ class Watch:
         [True, True, False, False]
         >>> watch.best, watch.best_epoch, watch.exhausted
         (0.7, 2, True)
+        >>> perfect = Watch(higher=True, patience=3, limit=1.0)
+        >>> perfect.update(1.0, 1), perfect.exhausted
+        (True, True)
     """
 
     higher: bool
@@ -210,6 +216,7 @@ class Watch:
     tol: float = 0.0
     inclusive: bool = False
     best: float = field(default=math.nan)
+    limit: float | None = None
     best_epoch: int = 0  # 1-based; 0 before the first improvement
     stale: int = 0  # epochs in a row without progress
 
@@ -232,7 +239,9 @@ class Watch:
     @property
     def exhausted(self) -> bool:
         """Patience has run out: stop training."""
-        return self.patience is not None and self.stale >= self.patience
+        if self.patience is None:
+            return False
+        return self.stale >= self.patience or self.best == self.limit
 
 
 def initial_assignment(

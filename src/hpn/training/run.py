@@ -272,14 +272,19 @@ def _train(
         start, rows = state.epoch + 1, state.rows
         stale = start - state.best_epoch  # epochs since the best one
         watch = Watch(
-            higher, cfg.optim.patience, best=state.best, best_epoch=state.best_epoch, stale=stale
+            higher,
+            cfg.optim.patience,
+            best=state.best,
+            best_epoch=state.best_epoch,
+            stale=stale,
+            limit=_limit(higher),
         )
         recorder.resumed(cfg, start)
         log(f"resumed {out} at the start of epoch {start + 1} of {cfg.optim.epochs}")
     else:
         _first_assignment(net, splits, cfg, head_info, ctx, log)
         recorder.start(cfg, head_info, ctx.world)
-        start, rows, watch = 0, [], Watch(higher, cfg.optim.patience)
+        start, rows, watch = 0, [], Watch(higher, cfg.optim.patience, limit=_limit(higher))
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward
     model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
     for epoch in range(start, cfg.optim.epochs):
@@ -483,6 +488,12 @@ def _select(task: str, metric: str) -> tuple[str, bool]:
             "select_metric val_mae needs regression values; this is a classification task"
         )
     return metric, metric in ("val_accuracy", "val_macro_f1")
+
+
+def _limit(higher: bool) -> float:
+    """The best value a selection metric of :func:`_select` can take: accuracy and macro F1
+    reach 1.0, an error or a loss 0.0."""
+    return 1.0 if higher else 0.0
 
 
 def check_finite_inputs(splits: DataSplits) -> None:
