@@ -111,3 +111,31 @@ def test_a_finished_run_is_read_back_only_for_the_config_that_made_it(tmp_path):
         sweep.run_or_load(str(cfg), ["head.dims=3"], 0, folder)
     with pytest.raises(ValueError, match=r"made with seed=0, but .* seed=1"):
         sweep.run_or_load(str(cfg), ["head.dims=2"], 1, folder)
+
+
+def test_two_metrics_of_one_report_function_keep_their_own_arguments(monkeypatch, tmp_path):
+    """A scan-like and a style-group evaluation call one function with different overrides;
+    each metric reads its own report, and each report is computed once."""
+    calls = []
+
+    def fake_evaluation(folder, overrides):
+        calls.append(overrides)
+        return {"accuracy": 0.5 if "data.options.degrade" in overrides else 0.9}
+
+    monkeypatch.setitem(sweep.HOOKS, "evaluation_or_load", fake_evaluation)
+    context = {
+        "degraded": {"data.options.degrade": 1},
+        "styles": {"data.options.test_group": "styles"},
+    }
+    case = ("cfg.yaml", [], 0, tmp_path / "run")
+    reports: dict = {}
+
+    def metric(arg):
+        return {"key": "accuracy", "report": {"function": "evaluation_or_load", "args": [arg]}}
+
+    values = [
+        sweep._metric_value(metric(arg), case, {}, reports, context)
+        for arg in ("degraded", "styles", "degraded")
+    ]
+    assert values == [0.5, 0.9, 0.5]
+    assert calls == [context["degraded"], context["styles"]]

@@ -369,11 +369,13 @@ def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context:
     try:
         if "report" in metric:
             report = metric["report"]
-            if (folder, report["function"]) not in reports:
-                fn = hook(report["function"])
-                args = [context[a] for a in report.get("args", [])]
-                reports[folder, report["function"]] = fn(folder, *args)
-            data = reports[folder, report["function"]]
+            args = [context[a] for a in report.get("args", [])]
+            # one report per run, function and arguments: two metrics may call one function
+            # with different arguments (a scan-like and a style-group evaluation)
+            key = (folder, report["function"], repr(args))
+            if key not in reports:
+                reports[key] = hook(report["function"])(folder, *args)
+            data = reports[key]
         elif source == "results.json":
             data = result
         elif source == "metrics.csv":
