@@ -37,6 +37,16 @@ def test_noisier_data_scores_lower_and_is_read_back(finished):
     assert kept.stat().st_mtime_ns == stamp
 
 
+def test_the_validation_hook_of_specs_scores_the_validation_split(finished):
+    from hpn.experiments.hooks import evaluation_or_load, validation_evaluation
+
+    noisy = validation_evaluation(finished, {"data.options.std": 3.0})
+    assert noisy["split"] == "val" and noisy["overrides"] == ["data.options.std=3.0"]
+    assert noisy == evaluate_run(finished, ["data.options.std=3.0"], split="val")
+    assert evaluation_or_load(finished, {"data.options.std": 3.0})["split"] == "test"
+    assert (finished / "evaluations" / "val-std=3.0.json").is_file()
+
+
 def test_bad_requests_are_one_line(finished, tmp_path, capsys):
     with pytest.raises(ValueError, match="only data.\\* keys"):
         evaluate_run(finished, ["optim.lr=1"])

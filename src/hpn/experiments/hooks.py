@@ -138,6 +138,13 @@ def evaluation_or_load(folder: Path, overrides: dict) -> dict:
     return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()])
 
 
+def validation_evaluation(folder: Path, overrides: dict) -> dict:
+    """:func:`evaluation_or_load` of a run's *validation* split: a score to tune on when the
+    plain validation accuracy is at its ceiling (e.g. the scan-like validation renders,
+    ``{"data.options.degrade": 1}``, degraded with the validation seed)."""
+    return evaluate_run(folder, [f"{k}={v}" for k, v in overrides.items()], split="val")
+
+
 def style_evaluation(folder: Path, overrides: dict) -> dict:
     """:func:`evaluation_or_load` of a glyphs run on its second held-out group (``overrides``
     such as ``{"data.options.test_group": "styles"}``); empty (a blank cell) for a run
@@ -155,6 +162,7 @@ HOOKS: dict[str, Callable] = {
         shot_groups,
         convergence_table,
         evaluation_or_load,
+        validation_evaluation,
         style_evaluation,
     )
 }
