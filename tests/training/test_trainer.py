@@ -96,11 +96,13 @@ def _interrupt_then_resume(cfg, splits):
     return train(cfg, splits, TinyMLP(), resume=True, log=lambda *_: None)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("steps_per_epoch", [None, 3])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, steps_per_epoch):
     splits = _splits()
+    optim = {"steps_per_epoch": steps_per_epoch}
     torch.manual_seed(0)
-    train(_cfg(tmp_path, "full"), splits, TinyMLP(), log=lambda *_: None)
-    _interrupt_then_resume(_cfg(tmp_path, "cut"), splits)
+    train(_cfg(tmp_path, "full", optim=optim), splits, TinyMLP(), log=lambda *_: None)
+    _interrupt_then_resume(_cfg(tmp_path, "cut", optim=optim), splits)
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     for key, value in full["model"].items():
@@ -494,3 +496,14 @@ def test_neighbours_loss_trains_with_dynamic_assignment_and_resumes(tmp_path):
     assert torch.allclose(listed, nearest_neighbours(p, 2)[0], atol=1e-6)
     assert not (table == torch.arange(4)[:, None]).any()
     assert full["test_accuracy"] == cut["test_accuracy"]
+
+
+def test_steps_per_epoch_makes_epochs_of_that_many_steps(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, optim={"steps_per_epoch": 2, "epochs": 3})  # 600 examples, batch 64
+    train(cfg, _splits(), TinyMLP(), log=lambda *_: None)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    steps = [row.split(",")[rows[0].split(",").index("steps")] for row in rows[1:]]
+    assert steps == ["2", "2", "2"]
+    with pytest.raises(ValueError, match="optim.steps_per_epoch"):
+        _cfg(tmp_path, optim={"steps_per_epoch": 0})

@@ -234,11 +234,16 @@ class OptimConfig:
     schedule: Literal["none", "cosine", "step"] = "cosine"
     # Stop after this many epochs without a better validation score (None: run all epochs).
     patience: int | None = None
+    # Training steps per epoch (None: one pass over the training split). Shorter epochs
+    # validate, checkpoint and step the schedule more often (learning curves, step budgets);
+    # their batches continue through shuffled passes (hpn.training.order).
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         _at_least("optim.epochs", self.epochs, 1)
         _at_least("optim.batch_size", self.batch_size, 1)
         _at_least("optim.patience", self.patience, 1, allow_none=True)
+        _at_least("optim.steps_per_epoch", self.steps_per_epoch, 1, allow_none=True)
         _at_least("optim.weight_decay", self.weight_decay, 0.0)
         _in_unit_interval("optim.momentum", self.momentum, closed_right=False)
         if not (math.isfinite(self.lr) and self.lr >= 0):

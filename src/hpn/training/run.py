@@ -51,6 +51,7 @@ from hpn.training.loop import (
     reassign,
     train_epoch,
 )
+from hpn.training.order import epoch_order
 from hpn.training.progress import ProgressBar
 from hpn.training.recorder import Recorder
 from hpn.training.schedule import fit_schedule, make_optimizer, make_scheduler
@@ -375,9 +376,8 @@ def _epoch(
     oc = cfg.optim
     net.train()
     tic = time.perf_counter()
-    # the same order on every rank and after a resume: a generator seeded by (seed, epoch)
-    order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    permutation = torch.randperm(len(splits.train), generator=order)
+    # the same order on every rank and after a resume: it depends on (seed, epoch) only
+    permutation = epoch_order(len(splits.train), cfg.seed, epoch, oc.steps_per_epoch, oc.batch_size)
     parts, global_sizes = dist_.shard_batches(permutation, oc.batch_size, ctx)
     bar = ProgressBar(
         len(parts), f"epoch {epoch + 1}/{oc.epochs}", enabled=None if ctx.main else False
