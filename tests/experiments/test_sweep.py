@@ -139,3 +139,26 @@ def test_two_metrics_of_one_report_function_keep_their_own_arguments(monkeypatch
     ]
     assert values == [0.5, 0.9, 0.5]
     assert calls == [context["degraded"], context["styles"]]
+
+
+def test_learning_curves_print_each_heads_curve_and_draw_them(tmp_path):
+    from hpn.experiments.hooks import learning_curves
+
+    header = "epoch,train_loss,val_loss,val_accuracy,val_mae,val_macro_f1,lr,seconds,steps\n"
+    curves = {"softmax": [(0.5, 10.0), (0.75, 12.0)], "hpn": [(0.625, 4.0)]}
+    rows = []
+    for name, points in curves.items():
+        folder = tmp_path / f"k7-{name}-s0"
+        folder.mkdir()
+        lines = [f"{e + 1},1,1,{acc},,0,0.1,{sec},100\n" for e, (acc, sec) in enumerate(points)]
+        (folder / "metrics.csv").write_text(header + "".join(lines))
+        rows.append({"K": 7, "model": name, "folder": [str(folder)]})
+    rows.append({"K": 7, "model": "unfinished", "folder": [None]})
+    out = io.StringIO()
+    learning_curves(rows, out)
+    text = out.getvalue()
+    assert "| model | epoch 1 | epoch 2 |" in text
+    # steps and seconds are summed over the epochs so far
+    assert "| softmax | 0.5000 (100 steps, 10 s) | 0.7500 (200 steps, 22 s) |" in text
+    assert "| hpn | 0.6250 (100 steps, 4 s) |  |" in text
+    assert (tmp_path / "curves-k7.png").stat().st_size > 0

@@ -153,6 +153,50 @@ def style_evaluation(folder: Path, overrides: dict) -> dict:
     return evaluation_or_load(folder, overrides) if options.get("style_fonts") else {}
 
 
+def learning_curves(
+    rows: list[dict], out: TextIO | None, label: str = "model", metric: str = "val_accuracy"
+) -> None:
+    """Per K, the seed-0 runs' ``metric`` after each epoch: a table (one line per run, one
+    column per epoch, with the training steps and the measured seconds so far) and a figure
+    beside the runs, ``curves-kK.png`` (:func:`hpn.evaluation.plots.compare_curves`).
+
+    Args:
+        rows: the sweep's rows; each needs ``K``, ``label`` and the metric ``folder`` (the run
+            folders, from ``config.json``'s ``out_dir``).
+        label: the field that names a run in the table and the legend.
+        metric: a column of ``metrics.csv``.
+    """
+    from hpn.evaluation.plots import compare_curves, read_curve
+
+    for k in sorted({r["K"] for r in rows}):
+        runs = {
+            str(r[label]): Path(r["folder"][0])
+            for r in rows
+            if r["K"] == k and r.get("folder") and r["folder"][0]
+        }
+        runs = {name: folder for name, folder in runs.items() if (folder / "metrics.csv").is_file()}
+        if not runs:
+            continue
+        curves = {name: read_curve(folder, metric) for name, folder in runs.items()}
+        epochs = max(len(c[metric]) for c in curves.values())
+        print(f"\n{metric} after each epoch at K = {k:,} (seed 0; steps and seconds so far):",
+              file=out)  # fmt: skip
+        print_columns([label, *(f"epoch {e + 1}" for e in range(epochs))], out)
+        for name, curve in curves.items():
+            cells = [
+                f"{value:.4f} ({steps:,.0f} steps, {seconds:,.0f} s)"
+                for value, steps, seconds in zip(
+                    curve[metric], curve["steps"], curve["seconds"], strict=True
+                )
+            ]
+            print(f"| {name} | {' | '.join(cells + [''] * (epochs - len(cells)))} |", file=out)
+        first = next(iter(runs.values()))
+        png = compare_curves(
+            runs, first.parent / f"curves-k{k}.png", metric, title=f"K = {k:,}, seed 0"
+        )
+        print(f"figure: {png}", file=out)
+
+
 #: The functions specs may name, by the name they use.
 HOOKS: dict[str, Callable] = {
     fn.__name__: fn
@@ -161,6 +205,7 @@ HOOKS: dict[str, Callable] = {
         transfer_or_load,
         shot_groups,
         convergence_table,
+        learning_curves,
         evaluation_or_load,
         validation_evaluation,
         style_evaluation,
