@@ -153,8 +153,9 @@ class HeadConfig:
     # sampled: None puts the centres on the backbone's features, d gives a Linear to d first).
     dims: int | None = None
     # prototype: a generator method, "onehot", "data" (laid out like the training classes'
-    # mean inputs, then spread), "embedding:glove" / "embedding:minilm" (class-name
-    # embeddings used directly), or a path to a .npy file (None: "auto").
+    # mean inputs, then spread), "features:RUN" (the same, laid out like the class means of
+    # the features of the finished run in folder RUN), "embedding:glove" / "embedding:minilm"
+    # (class-name embeddings used directly), or a path to a .npy file (None: "auto").
     prototypes: str | None = None
     # prototype: seed of the prototype generator, separate from the run's seed (None: 0).
     prototype_seed: int | None = None

@@ -7,6 +7,7 @@ the epoch loop is :mod:`hpn.training.loop`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -24,6 +25,7 @@ from hpn.losses import classification_loss
 from hpn.registry import HEADS
 from hpn.training import distributed as dist_
 from hpn.training.config import HeadConfig
+from hpn.training.feature_prior import feature_batches, feature_run, run_backbone
 
 #: The heads :func:`build_head` makes (:mod:`hpn.heads`, :mod:`hpn.baselines`).
 Head = (
@@ -91,13 +93,24 @@ def _resolve_prototypes(
     cfg: HeadConfig, splits: DataSplits, dims: int | None, default: int | None = None
 ) -> protos.ResolvedPrototypes:
     """The head's prototypes from ``cfg.prototypes`` (:func:`hpn.prototypes.resolve`); the
-    data prior reads the training split in batches of 4,096."""
+    data prior reads the training split in batches of 4,096, through a finished run's
+    backbone for ``features:RUN`` (:mod:`hpn.training.feature_prior`)."""
     batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
-    return protos.resolve(
-        cfg.prototypes or "auto", _num_classes(splits), dims, default_dims=default,
-        train=((x, targets["label"]) for x, targets in batches), names=splits.class_names,
-        seed=cfg.prototype_seed or 0, spread_steps=cfg.spread_steps or 0,
+    train: Iterable[tuple[torch.Tensor, torch.Tensor]] = (
+        (x, targets["label"]) for x, targets in batches
+    )
+    spec, run = cfg.prototypes or "auto", feature_run(cfg.prototypes)
+    if run is not None:
+        train = feature_batches(run_backbone(run, splits.input_shape), train)
+        spec = "data"
+    resolved = protos.resolve(
+        spec, _num_classes(splits), dims, default_dims=default, train=train,
+        names=splits.class_names, seed=cfg.prototype_seed or 0,
+        spread_steps=cfg.spread_steps or 0,
     )  # fmt: skip
+    if run is None:
+        return resolved
+    return dataclasses.replace(resolved, info={**resolved.info, "features_of": str(run)})
 
 
 def _num_classes(splits: DataSplits) -> int:
