@@ -162,3 +162,15 @@ def test_learning_curves_print_each_heads_curve_and_draw_them(tmp_path):
     assert "| softmax | 0.5000 (100 steps, 10 s) | 0.7500 (200 steps, 22 s) |" in text
     assert "| hpn | 0.6250 (100 steps, 4 s) |  |" in text
     assert (tmp_path / "curves-k7.png").stat().st_size > 0
+
+
+def test_an_override_the_benchmark_would_replace_is_refused(tmp_path):
+    spec = sweep.load_spec("glyphs-fair")
+    # head.dims is not set by a head name: it reaches every run
+    _, rows = sweep.plan_sweep(spec, out_dir=str(tmp_path), overrides=["head.dims=128"],
+                               heads=["data-neighbour_softmax"])  # fmt: skip
+    assert rows[0].cases[0][1][0] == "head.dims=128"
+    # the head name sets head.prototypes=data after it: refused, not silently replaced
+    with pytest.raises(ValueError, match="head.prototypes=features:r would be replaced"):
+        sweep.plan_sweep(spec, out_dir=str(tmp_path), overrides=["head.prototypes=features:r"],
+                         heads=["data-neighbour_softmax"])  # fmt: skip

@@ -55,7 +55,7 @@ import re
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import import_module, resources
@@ -279,7 +279,32 @@ def plan_sweep(
         "overrides": overrides,
         "group_vars": [],
     }
-    return context, _expand(spec["variants"], context, plan)
+    rows = _expand(spec["variants"], context, plan)
+    for row in rows:
+        for case in row.cases:
+            check_kept(overrides, case[1][len(overrides) :])
+    return context, rows
+
+
+def check_kept(given: Sequence[str], later: Sequence[str]) -> None:
+    """Refuse an override of the command line that the benchmark's own overrides of a run
+    (``later``: its variants and head names) set again to another value, which would
+    otherwise replace it without a word.
+
+    >>> check_kept(["head.dims=128"], ["head.kind=prototype", "head.loss.kind=cosine_softmax"])
+    >>> check_kept(["head.prototypes=features:r"], ["head.prototypes=data"])
+    Traceback (most recent call last):
+    ...
+    ValueError: override head.prototypes=features:r would be replaced by this benchmark's head.prototypes=data; a head name or an option of the benchmark sets that key
+    """
+    mine = dict(item.split("=", 1) for item in given if "=" in item)
+    for item in later:
+        key, _, value = item.partition("=")
+        if key in mine and mine[key] != value:
+            raise ValueError(
+                f"override {key}={mine[key]} would be replaced by this benchmark's "
+                f"{item}; a head name or an option of the benchmark sets that key"
+            )
 
 
 def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) -> dict:
