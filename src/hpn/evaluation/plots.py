@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +110,7 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
 
 
 def compare_curves(
-    runs: dict[str, str | Path],
+    runs: Mapping[str, str | Path],
     out_png: str | Path,
     metric: str = "val_accuracy",
     title: str = "",

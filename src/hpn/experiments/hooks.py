@@ -169,12 +169,8 @@ def learning_curves(
     from hpn.evaluation.plots import compare_curves, read_curve
 
     for k in sorted({r["K"] for r in rows}):
-        runs: dict[str, str | Path] = {
-            str(r[label]): Path(r["folder"][0])
-            for r in rows
-            if r["K"] == k and r.get("folder") and r["folder"][0]
-        }
-        runs = {n: f for n, f in runs.items() if (Path(f) / "metrics.csv").is_file()}
+        folders = {str(r[label]): r["folder"][0] for r in rows if r["K"] == k and r.get("folder")}
+        runs = {n: Path(f) for n, f in folders.items() if f and (Path(f) / "metrics.csv").is_file()}
         if not runs:
             continue
         curves = {name: read_curve(folder, metric) for name, folder in runs.items()}
@@ -190,7 +186,7 @@ def learning_curves(
                 )
             ]
             print(f"| {name} | {' | '.join(cells + [''] * (epochs - len(cells)))} |", file=out)
-        first = Path(next(iter(runs.values())))
+        first = next(iter(runs.values()))
         png = compare_curves(
             runs, first.parent / f"curves-k{k}.png", metric, title=f"K = {k:,}, seed 0"
         )

@@ -297,9 +297,9 @@ def check_kept(given: Sequence[str], later: Sequence[str]) -> None:
     ...
     ValueError: override head.prototypes=features:r would be replaced by this benchmark's head.prototypes=data; a head name or an option of the benchmark sets that key
     """
-    mine = dict(item.split("=", 1) for item in given if "=" in item)
+    mine = parse_key_values(list(given), "override")
     for item in later:
-        key, _, value = item.partition("=")
+        ((key, value),) = parse_key_values([item], "override").items()
         if key in mine and mine[key] != value:
             raise ValueError(
                 f"override {key}={mine[key]} would be replaced by this benchmark's "

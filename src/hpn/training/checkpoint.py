@@ -345,3 +345,13 @@ def load_best(folder: Path, net: nn.Module, device: str) -> int:
     state = read_checkpoint(folder / BEST, device, ("model", "epoch"))
     net.load_state_dict(state["model"])
     return int(state["epoch"])
+
+
+def backbone_weights(state: dict) -> dict:
+    """The backbone's entries of a network's state dict (keys ``backbone.*``, as
+    :class:`hpn.training.trainer.Network` names them), without the prefix.
+
+    >>> backbone_weights({"backbone.0.weight": 1, "head.proj.weight": 2})
+    {'0.weight': 1}
+    """
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from hpn.models import build_backbone
-from hpn.training.checkpoint import BEST, read_checkpoint
+from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
+from hpn.training.config import ModelConfig, from_dict
 
 #: The prefix of a ``head.prototypes`` spec that names a run whose features lay out the prior.
 PREFIX = "features:"
@@ -54,16 +55,12 @@ def run_backbone(run_dir: Path, input_shape: Sequence[int]) -> nn.Module:
             raise FileNotFoundError(
                 f"prototypes features:{run_dir}: not a finished run folder (no {name})"
             )
-    model = json.loads((run_dir / "config.json").read_text()).get("model", {})
-    backbone = build_backbone(
-        model.get("backbone", "mlp"), input_shape, **(model.get("options") or {})
-    )
+    saved = json.loads((run_dir / "config.json").read_text()).get("model", {})
+    model = from_dict(ModelConfig, saved, "model")
+    backbone = build_backbone(model.backbone, input_shape, **model.options)
     state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
-    weights = {
-        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
-    }
     try:
-        backbone.load_state_dict(weights)
+        backbone.load_state_dict(backbone_weights(state))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ValueError(

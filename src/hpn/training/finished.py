@@ -32,7 +32,7 @@ from hpn.data.registry import load_data
 from hpn.evaluation.transfer import transfer_scores
 from hpn.files import atomic_write_json, content_key, read_json_or_none
 from hpn.models import build_backbone
-from hpn.training.checkpoint import BEST, read_checkpoint
+from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
 from hpn.training.config import RunConfig, apply_overrides, from_dict
 from hpn.training.run import load_splits
 from hpn.training.trainer import Network, build_head, evaluate
@@ -161,9 +161,7 @@ def load_run_backbone(run_dir: str | Path) -> tuple[nn.Module, RunConfig, DataSp
         FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
     """
     cfg, splits, backbone, state = _read_run(Path(run_dir))
-    backbone.load_state_dict(
-        {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    )
+    backbone.load_state_dict(backbone_weights(state))
     return backbone, cfg, splits
 
 
