@@ -9,19 +9,41 @@ import yaml
 from hpn.data.base import in_batches, iterate_batches
 from hpn.prototypes import data_prior
 from hpn.training.checkpoint import read_checkpoint
-from hpn.training.finished import load_run_backbone
+from hpn.training.feature_prior import warmup_config
+from hpn.training.finished import evaluate_run, load_run_backbone
+from hpn.training.inference import load_run
 from hpn.training.run import load_config, load_splits, run
 
 
-def _hpn_on_features(tmp_path, run_config, source, **head):
-    config = run_config(
-        std=0.3, head={"kind": "prototype", "dims": 3, "prototypes": f"features:{source}", **head}
-    )
-    path = tmp_path / "c.yaml"
+def _config(tmp_path, run_config, name="hpn", overrides=(), **head):
+    config = run_config(std=0.3, head={"kind": "prototype", "dims": 3, **head})
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    cfg = load_config(str(path), [f"out_dir={tmp_path / 'hpn'}"])
+    return load_config(str(path), [f"out_dir={tmp_path / name}", *overrides])
+
+
+def _hpn_on_features(tmp_path, run_config, source, name="hpn", **head):
+    cfg = _config(tmp_path, run_config, name, prototypes=f"features:{source}", **head)
     run(cfg, log=lambda *a: None)
-    return cfg, tmp_path / "hpn"
+    return cfg, tmp_path / name
+
+
+def _saved_prototypes(out):
+    state = read_checkpoint(out / "best.pt", keys=("model",))["model"]
+    return next(v for k, v in state.items() if k.endswith("prototypes"))
+
+
+def _feature_prior(source, cfg):
+    """The reference: the source's backbone (loaded another way), its class means in
+    batches of 7, the unspread PCA start in 3 dims."""
+    backbone, _, _ = load_run_backbone(source)
+    backbone.eval()
+    splits = load_splits(cfg)
+    batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 7))
+    with torch.no_grad():
+        features = [(backbone(x), t["label"]) for x, t in batches]
+    means, _ = data_prior.class_means(features, 4)
+    return data_prior.data_prior_prototypes(means, 3, steps=0)
 
 
 def test_the_prior_is_the_pca_of_the_class_means_of_the_runs_features(
@@ -31,19 +53,10 @@ def test_the_prior_is_the_pca_of_the_class_means_of_the_runs_features(
     cfg, out = _hpn_on_features(tmp_path, run_config, source, spread_steps=0)
     head = json.loads((out / "head.json").read_text())["prototypes"]
     assert head["method"] == "data" and head["features_of"] == str(source)
-    # reference: the source's backbone (loaded another way), its class means, the PCA start
-    backbone, _, _ = load_run_backbone(source)
-    backbone.eval()
-    splits = load_splits(cfg)
-    batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 7))
-    with torch.no_grad():
-        features = [(backbone(x), t["label"]) for x, t in batches]
-    means, _ = data_prior.class_means(features, 4)
-    expected = data_prior.data_prior_prototypes(means, 3, steps=0)
-    state = read_checkpoint(out / "best.pt", keys=("model",))["model"]
-    prototypes = next(v for k, v in state.items() if k.endswith("prototypes"))
-    assert torch.allclose(prototypes, expected, atol=1e-5)
+    prototypes = _saved_prototypes(out)
+    assert torch.allclose(prototypes, _feature_prior(source, cfg), atol=1e-5)
     # not the pixel prior: the features are another space
+    splits = load_splits(cfg)
     pixels = [(x, t["label"]) for x, t in iterate_batches(splits.train, [range(len(splits.train))])]
     pixel_prior = data_prior.data_prior_prototypes(data_prior.class_means(pixels, 4)[0], 3, steps=0)
     assert not torch.allclose(prototypes, pixel_prior, atol=1e-2)
@@ -64,3 +77,81 @@ def test_a_backbone_for_other_inputs_is_refused(clusters_runs, run_config, tmp_p
     cfg = load_config(str(path), [f"out_dir={tmp_path / 'hpn'}"])
     with pytest.raises(ValueError, match=r"does not take inputs of shape \(9,\)"):
         run(cfg, log=lambda *a: None)
+
+
+# ---- head.prototypes: features (the warm-up trained inside the run) -------------------------
+
+
+def test_features_trains_a_warmup_and_equals_the_two_command_recipe(run_config, tmp_path):
+    logged = []
+    cfg = _config(tmp_path, run_config, prototypes="features", warmup_epochs=2, spread_steps=0)
+    run(cfg, log=logged.append)
+    out, warm = tmp_path / "hpn", tmp_path / "hpn" / "warmup"
+    assert "warm-up: 2 epoch(s)" in logged[0] and any(
+        x.startswith("warm-up: epoch 2/2") for x in logged
+    )
+    # the warm-up: the same run with the pixel data prior, 2 epochs, finished
+    saved = json.loads((warm / "config.json").read_text())
+    assert saved["head"]["prototypes"] == "data" and saved["optim"]["epochs"] == 2
+    assert json.loads((warm / "results.json").read_text())["epochs_run"] == 2
+    # the run records what was asked, and where its prior came from
+    assert json.loads((out / "config.json").read_text())["head"]["prototypes"] == "features"
+    head = json.loads((out / "head.json").read_text())["prototypes"]
+    assert head["features_of"] == str(warm)
+    assert torch.allclose(_saved_prototypes(out), _feature_prior(warm, cfg), atol=1e-5)
+    # the same run made by hand from the warm-up's folder: the same final weights
+    _, by_hand = _hpn_on_features(tmp_path, run_config, warm, name="by_hand", spread_steps=0)
+    mine = read_checkpoint(out / "best.pt", keys=("model",))["model"]
+    theirs = read_checkpoint(by_hand / "best.pt", keys=("model",))["model"]
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_a_finished_warmup_is_read_back_and_a_foreign_one_refused(run_config, tmp_path):
+    cfg = _config(tmp_path, run_config, prototypes="features")
+    run(warmup_config(cfg), log=lambda *a: None)  # the warm-up alone, as a stop would leave it
+    before = (tmp_path / "hpn" / "warmup" / "best.pt").read_bytes()
+    logged = []
+    run(cfg, log=logged.append)
+    assert logged[0] == f"warm-up: read back {tmp_path / 'hpn' / 'warmup'}"
+    assert (tmp_path / "hpn" / "warmup" / "best.pt").read_bytes() == before
+    # a warm-up of 3 epochs is not the one of this folder (1 epoch)
+    other = _config(tmp_path, run_config, "other", prototypes="features", warmup_epochs=3)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "hpn" / "warmup").rename(tmp_path / "other" / "warmup")
+    with pytest.raises(ValueError, match=r"holds a warm-up run with optim.epochs=1 where .* 3"):
+        run(other, log=lambda *a: None)
+
+
+def test_a_run_with_the_warmup_prior_is_scored_and_loaded_after_it_moves(run_config, tmp_path):
+    cfg = _config(tmp_path, run_config, prototypes="features")
+    run(cfg, log=lambda *a: None)
+    moved = tmp_path / "moved"
+    (tmp_path / "hpn").rename(moved)  # features_of now names a folder that is gone
+    results = json.loads((moved / "results.json").read_text())
+    assert evaluate_run(moved)["accuracy"] == pytest.approx(results["test_accuracy"])
+    model = load_run(moved)
+    assert torch.equal(model.prototypes, _saved_prototypes(moved))
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ({"prototypes": "data", "warmup_epochs": 2}, "head.warmup_epochs: applies to head.prototypes=features only"),
+        ({"prototypes": "features", "warmup_epochs": 0}, r"head.warmup_epochs: must be >= 1, got 0"),
+        ({"kind": "softmax", "warmup_epochs": 1}, "head.warmup_epochs: does not apply to head kind 'softmax'"),
+    ],
+)  # fmt: skip
+def test_bad_warmup_settings_are_one_line(run_config, tmp_path, head, message):
+    config = run_config(std=0.3, head={"kind": "prototype", **head})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=message):
+        load_config(str(path))
+
+
+def test_a_resume_after_a_stop_in_the_warmup_says_what_to_do(run_config, tmp_path):
+    cfg = _config(tmp_path, run_config, prototypes="features")
+    run(warmup_config(cfg), log=lambda *a: None)
+    with pytest.raises(FileNotFoundError, match=r"stopped in its warm-up .* without --resume"):
+        run(cfg, resume=True, log=lambda *a: None)

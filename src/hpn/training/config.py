@@ -154,9 +154,14 @@ class HeadConfig:
     dims: int | None = None
     # prototype: a generator method, "onehot", "data" (laid out like the training classes'
     # mean inputs, then spread), "features:RUN" (the same, laid out like the class means of
-    # the features of the finished run in folder RUN), "embedding:glove" / "embedding:minilm"
-    # (class-name embeddings used directly), or a path to a .npy file (None: "auto").
+    # the features of the finished run in folder RUN), "features" (the same, from a warm-up
+    # network the run first trains in its folder's warmup/), "embedding:glove" /
+    # "embedding:minilm" (class-name embeddings used directly), or a path to a .npy file
+    # (None: "auto").
     prototypes: str | None = None
+    # prototype with prototypes "features": epochs of the warm-up run (the same config with
+    # the pixel data prior), whose backbone's class means lay the prototypes out (None: 1).
+    warmup_epochs: int | None = None
     # prototype: seed of the prototype generator, separate from the run's seed (None: 0).
     prototype_seed: int | None = None
     # prototype: separation steps after the data prior's PCA start (0: the start as it is;
@@ -190,6 +195,7 @@ class HeadConfig:
             self.prototype_seed = self.prototype_seed or 0
             self.spread_steps = 100 if self.spread_steps is None else self.spread_steps
             self.assignment = self.assignment or AssignmentConfig()
+            self._check_warmup()
         if "output_norm" in entry.settings:
             self.output_norm = self.output_norm or "none"
         if entry.default_loss is not None:
@@ -203,6 +209,17 @@ class HeadConfig:
         _at_least("head.spread_steps", self.spread_steps, 0, allow_none=True)
         _in_unit_interval("head.task_weight", self.task_weight, closed_right=True)
 
+    def _check_warmup(self) -> None:
+        """``warmup_epochs`` belongs to ``prototypes: features``, which defaults it to 1."""
+        if self.prototypes == WARMUP_PRIOR:
+            self.warmup_epochs = 1 if self.warmup_epochs is None else self.warmup_epochs
+            _at_least("head.warmup_epochs", self.warmup_epochs, 1)
+        elif self.warmup_epochs is not None:
+            raise ValueError(
+                f"config head.warmup_epochs: applies to head.prototypes={WARMUP_PRIOR} only "
+                f"(the prototypes are {self.prototypes!r})"
+            )
+
     @property
     def dynamic(self) -> bool:
         """Dynamic label-to-prototype assignment is on."""
@@ -211,8 +228,13 @@ class HeadConfig:
 
 #: The head keys that only some head kinds take (:attr:`hpn.registry.HeadEntry.settings`).
 OPTIONAL_HEAD_KEYS = (
-    "dims", "prototypes", "prototype_seed", "spread_steps", "output_norm", "loss", "assignment",
+    "dims", "prototypes", "warmup_epochs", "prototype_seed", "spread_steps", "output_norm",
+    "loss", "assignment",
 )  # fmt: skip
+
+#: ``head.prototypes`` that lays the prototypes out in a warm-up network's features, trained
+#: first in the run folder (:mod:`hpn.training.feature_prior`).
+WARMUP_PRIOR = "features"
 
 
 @dataclass

@@ -12,10 +12,18 @@ RUN may be any finished run whose backbone takes inputs of this run's shape, for
 network trained briefly, on other classes of the same source, or with another head; only
 its ``config.json`` (``model.backbone``, ``model.options``) and ``best.pt`` are read, with
 ``weights_only=True``.
+
+``head.prototypes: features`` (no RUN) makes the brief network part of the run: the run
+first trains :func:`warmup_config` in its folder's ``warmup/`` (the same config with the
+pixel ``data`` prior, for ``head.warmup_epochs`` epochs, without early stopping), then lays
+its own prototypes out in that network's features and trains from its own initial weights.
+The warm-up costs what its epochs cost with the run's own head, so a head whose step does
+not grow with K keeps that property; a stopped warm-up resumes, a finished one is read back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,10 +33,12 @@ from torch import nn
 
 from hpn.models import build_backbone
 from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
-from hpn.training.config import ModelConfig, from_dict
+from hpn.training.config import WARMUP_PRIOR, ModelConfig, RunConfig, config_changes, from_dict
 
 #: The prefix of a ``head.prototypes`` spec that names a run whose features lay out the prior.
 PREFIX = "features:"
+#: The sub-folder of a run folder where ``head.prototypes: features`` trains its warm-up.
+WARMUP_FOLDER = "warmup"
 
 
 def feature_run(spec: object) -> Path | None:
@@ -82,3 +92,56 @@ def feature_batches(
     with torch.no_grad():
         for x, labels in batches:
             yield backbone(x), labels
+
+
+def needs_warmup(cfg: RunConfig, task: str) -> bool:
+    """The run lays its prototypes out in the features of a warm-up it trains first (a
+    prototype head with ``prototypes: features`` on data with class labels)."""
+    prototype = cfg.head.kind == "prototype" and task != "regression"
+    return prototype and cfg.head.prototypes == WARMUP_PRIOR
+
+
+def warmup_config(cfg: RunConfig) -> RunConfig:
+    """The warm-up run of a ``head.prototypes: features`` run: the same config in
+    ``OUT/warmup`` with the pixel ``data`` prior, ``head.warmup_epochs`` epochs and no early
+    stopping or TensorBoard.
+
+    >>> from hpn.training.config import HeadConfig
+    >>> cfg = RunConfig(out_dir="runs/a", head=HeadConfig(prototypes="features", warmup_epochs=2))
+    >>> warm = warmup_config(cfg)
+    >>> warm.out_dir, warm.head.prototypes, warm.optim.epochs
+    ('runs/a/warmup', 'data', 2)
+    """
+    epochs = cfg.head.warmup_epochs or 1
+    head = dataclasses.replace(cfg.head, prototypes="data", warmup_epochs=None)
+    optim = dataclasses.replace(cfg.optim, epochs=epochs, patience=None)
+    out = str(Path(cfg.out_dir) / WARMUP_FOLDER)
+    return dataclasses.replace(cfg, head=head, optim=optim, out_dir=out, tensorboard=False)
+
+
+def check_warmup_folder(warm: RunConfig) -> None:
+    """Refuse a warm-up folder that holds a run of another config (only ``device`` may
+    differ), so a finished or stopped warm-up is read back only for the run it belongs to.
+
+    Raises:
+        ValueError: names the first key that differs, with both values.
+    """
+    saved_file = Path(warm.out_dir) / "config.json"
+    if not saved_file.is_file():
+        return
+    saved = json.loads(saved_file.read_text())
+    changes = config_changes(from_dict(RunConfig, {**saved, "out_dir": warm.out_dir}), warm)
+    changes.pop("device", None)
+    if changes:
+        key, (old, new) = next(iter(changes.items()))
+        raise ValueError(
+            f"{warm.out_dir} holds a warm-up run with {key}={old!r} where this run's warm-up "
+            f"has {new!r}; move it away or choose another out_dir"
+        )
+
+
+def warm_prior(cfg: RunConfig, warm_dir: Path) -> RunConfig:
+    """``cfg`` with its prototypes read from the finished warm-up in ``warm_dir``
+    (``features:WARM_DIR``); what the head is built from, not what the run folder records."""
+    head = dataclasses.replace(cfg.head, prototypes=f"{PREFIX}{warm_dir}", warmup_epochs=None)
+    return dataclasses.replace(cfg, head=head)

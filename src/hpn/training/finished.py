@@ -17,6 +17,7 @@ folders).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -69,6 +70,41 @@ def _read_run(
     backbone = build_backbone(cfg.model.backbone, splits.input_shape, **cfg.model.options)
     state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
     return cfg, splits, backbone, state
+
+
+def trained_network(
+    cfg: RunConfig, splits: DataSplits, backbone: nn.Module, state: dict, run_dir: Path
+) -> Network:
+    """The run's network holding the ``best.pt`` weights ``state``.
+
+    A prototype head is built on random prototypes of the trained width, which the saved
+    buffer replaces: no prior is computed again (``data`` and ``features`` read the whole
+    training split, ``features:RUN`` another folder that may have moved).
+
+    Raises:
+        ValueError: ``state`` is not a prototype head's when the config says it is, or the
+            network rebuilt for ``splits`` (another K, input shape...) does not take it.
+    """
+    head_cfg = cfg.head
+    if head_cfg.kind == "prototype" and splits.task != "regression":
+        key = "head.prototypes" if splits.task == "classification" else "head.classifier.prototypes"
+        if key not in state:
+            raise ValueError(f"{run_dir}/best.pt holds no {key}: not a prototype head's weights")
+        width = int(state[key].shape[1])  # a multi-task head has one more axis, the values'
+        dims = width + 1 if splits.task == "multitask" else width
+        head_cfg = dataclasses.replace(head_cfg, prototypes="random", warmup_epochs=None, dims=dims)
+    torch.manual_seed(cfg.seed)
+    head, _ = build_head(head_cfg, splits, cast(int, backbone.out_features))
+    network = Network(backbone, head, splits.task)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else str(err)
+        raise ValueError(
+            f"{run_dir}: the trained network does not fit the data it was loaded with: {detail}"
+        ) from None
+    return network
 
 
 def run_key(run_dir: Path, values: object) -> str:
@@ -124,17 +160,7 @@ def evaluate_run(
         return kept
     start = time.perf_counter()
     cfg, splits, backbone, state = _read_run(run_dir, overrides)
-    torch.manual_seed(cfg.seed)
-    head, _ = build_head(cfg.head, splits, cast(int, backbone.out_features))
-    net = Network(backbone, head, splits.task)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{run_dir}: the trained network does not fit the data with {overrides}: "
-            f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}"
-        ) from None
-    net.to(device)
+    net = trained_network(cfg, splits, backbone, state, run_dir).to(device)
     data = getattr(splits, split)
     metrics = evaluate(net, data, cfg.optim.batch_size, device, cfg.head.reduction)
     report = {

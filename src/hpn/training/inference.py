@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, cast
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -34,8 +34,8 @@ from hpn.data.base import DataSplits
 from hpn.data.image_inputs import ImageInputs, image_inputs
 from hpn.heads import MultiTaskHead, PrototypeClassifier
 from hpn.training.config import RunConfig
-from hpn.training.finished import _read_run
-from hpn.training.trainer import Network, build_head
+from hpn.training.finished import _read_run, trained_network
+from hpn.training.trainer import Network
 
 ScoreKind = Literal["cosine", "probability"]
 
@@ -195,7 +195,7 @@ def load_run(
         if not item.startswith("data."):
             raise ValueError(f"override {item!r}: only data.* keys may change for a trained run")
     cfg, splits, backbone, state = _read_run(run_dir, list(overrides))
-    network = _network(cfg, splits, backbone, state, run_dir).to(device).eval()
+    network = trained_network(cfg, splits, backbone, state, run_dir).to(device).eval()
     head = network.head
     proto_head = head.classifier if isinstance(head, MultiTaskHead) else head
     return TrainedModel(
@@ -219,27 +219,3 @@ def _score_kind(head: nn.Module) -> ScoreKind | None:
     if isinstance(head, SoftmaxClassifier | MultiTaskBaseline):
         return "probability"
     return None
-
-
-def _network(
-    cfg: RunConfig, splits: DataSplits, backbone: nn.Module, state: dict, run_dir: Path
-) -> Network:
-    """The run's network with the ``best.pt`` weights; a prototype head is built on random
-    prototypes of the trained width, which the saved buffer replaces."""
-    head_cfg = cfg.head
-    if head_cfg.kind == "prototype" and splits.task != "regression":
-        key = "head.prototypes" if splits.task == "classification" else "head.classifier.prototypes"
-        if key not in state:
-            raise ValueError(f"{run_dir}/best.pt holds no {key}: not a prototype head's weights")
-        width = int(state[key].shape[1])  # a multi-task head has one more axis, the values'
-        dims = width + 1 if splits.task == "multitask" else width
-        head_cfg = dataclasses.replace(head_cfg, prototypes="random", dims=dims)
-    head, _ = build_head(head_cfg, splits, cast(int, backbone.out_features))
-    network = Network(backbone, head, splits.task)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        detail = lines[1].strip() if len(lines) > 1 else str(err)
-        raise ValueError(f"{run_dir}: best.pt does not fit the network rebuilt: {detail}") from None
-    return network

@@ -15,6 +15,7 @@ atomically, and ``results.json`` with the test metrics of the best-validation mo
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import time
@@ -44,6 +45,12 @@ from hpn.training.checkpoint import (
     seed_everything,
 )
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
+from hpn.training.feature_prior import (
+    check_warmup_folder,
+    needs_warmup,
+    warm_prior,
+    warmup_config,
+)
 from hpn.training.loop import (
     Batch,
     Watch,
@@ -259,9 +266,12 @@ def _train(
     out = Path(cfg.out_dir)
     _check_folder(out, resume)
     check_finite_inputs(splits)
+    head_cfg = cfg.head
+    if needs_warmup(cfg, splits.task):
+        head_cfg = warm_prior(cfg, _warm_up(cfg, splits, backbone, log)).head
     seed_everything(cfg.seed)
     # every backbone of hpn.models, and any other that `train` takes, says its feature width
-    head, head_info = build_head(cfg.head, splits, cast(int, backbone.out_features))
+    head, head_info = build_head(head_cfg, splits, cast(int, backbone.out_features))
     net = Network(backbone, head, splits.task).to(cfg.device)
     opt = make_optimizer((p for p in net.parameters() if p.requires_grad), cfg.optim)
     sched = make_scheduler(opt, cfg.optim.schedule, cfg.optim.epochs)
@@ -306,6 +316,24 @@ def _train(
     return _finish(cfg, splits, net, rows, column, recorder, ctx, log)
 
 
+def _warm_up(
+    cfg: RunConfig, splits: DataSplits, backbone: nn.Module, log: Callable[[str], None]
+) -> Path:
+    """Train (or resume, or read back) the warm-up run of ``head.prototypes: features``
+    (:func:`hpn.training.feature_prior.warmup_config`) on a copy of the untrained
+    ``backbone``; returns its folder."""
+    warm = warmup_config(cfg)
+    out = Path(warm.out_dir)
+    check_warmup_folder(warm)
+    if (out / "results.json").is_file():
+        log(f"warm-up: read back {out}")
+        return out
+    log(f"warm-up: {warm.optim.epochs} epoch(s) in {out}; its features lay the prototypes out")
+    train(warm, splits, copy.deepcopy(backbone), resume=(out / "last.pt").exists(),
+          log=lambda line: log(f"warm-up: {line}"))  # fmt: skip
+    return out
+
+
 def _check_folder(out: Path, resume: bool) -> None:
     """A new run needs a folder without a run; a resume needs one."""
     last = out / "last.pt"
@@ -323,6 +351,11 @@ def _start_again(out: Path) -> str:
         return (
             "the run stopped before its first epoch ended, so run the same command again "
             "without --resume"
+        )
+    if (out / "warmup").is_dir():
+        return (
+            f"the run stopped in its warm-up ({out / 'warmup'}), so run the same command again "
+            "without --resume: the warm-up resumes"
         )
     return f"no run was started in {out}: train one there first (hpn train --out {out})"
 
