@@ -29,6 +29,19 @@ def test_read_curve_adds_up_steps_and_seconds(tmp_path):
     assert curve["val_accuracy"].tolist() == [0.5, 0.7, 0.75]
 
 
+def test_a_run_with_a_warmup_counts_the_warmups_steps_and_seconds_first(tmp_path):
+    warm = [{"epoch": 1, "val_accuracy": 0.4, "seconds": 9.0, "steps": 100}]
+    own = [
+        {"epoch": e, "val_accuracy": a, "seconds": 10.0, "steps": 100}
+        for e, a in ((1, 0.8), (2, 0.9))
+    ]
+    write_metrics(tmp_path / "run" / "warmup", warm)
+    curve = read_curve(write_metrics(tmp_path / "run", own))
+    assert curve["steps"].tolist() == [100, 200, 300]
+    assert curve["seconds"].tolist() == [9.0, 19.0, 29.0]
+    assert curve["val_accuracy"].tolist() == [0.4, 0.8, 0.9]
+
+
 def test_read_curve_of_older_runs_without_steps_and_bad_metric(tmp_path):
     folder = write_metrics(tmp_path / "old", [{"epoch": 1, "val_accuracy": 0.5, "seconds": 3}])
     assert np.isnan(read_curve(folder)["steps"]).all()

@@ -1,6 +1,7 @@
 """``head.prototypes: features:RUN``: the data prior over a finished run's features."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -93,7 +94,13 @@ def test_features_trains_a_warmup_and_equals_the_two_command_recipe(run_config, 
     # the warm-up: the same run with the pixel data prior, 2 epochs, finished
     saved = json.loads((warm / "config.json").read_text())
     assert saved["head"]["prototypes"] == "data" and saved["optim"]["epochs"] == 2
-    assert json.loads((warm / "results.json").read_text())["epochs_run"] == 2
+    warm_results = json.loads((warm / "results.json").read_text())
+    assert warm_results["epochs_run"] == 2
+    # what the warm-up cost is part of the run's results
+    results = json.loads((out / "results.json").read_text())
+    assert results["warmup_seconds"] == warm_results["train_seconds"] > 0
+    per_epoch = math.ceil(len(load_splits(cfg).train) / 32)
+    assert results["warmup_steps"] == warm_results["train_steps"] == 2 * per_epoch
     # the run records what was asked, and where its prior came from
     assert json.loads((out / "config.json").read_text())["head"]["prototypes"] == "features"
     head = json.loads((out / "head.json").read_text())["prototypes"]

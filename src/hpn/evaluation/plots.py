@@ -90,10 +90,11 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
 
     Returns:
         ``{"steps", "seconds", metric}``: (E,) arrays over the E epochs recorded; steps are
-        counted where the rows record them (``steps``), else left NaN.
+        counted where the rows record them (``steps``), else left NaN. A run that trained a
+        warm-up first (``folder/warmup``, ``head.prototypes: features``) starts with the
+        warm-up's epochs, so its steps and seconds count what the warm-up spent.
     """
-    with open(Path(folder) / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _metric_rows(Path(folder) / "warmup") + _metric_rows(Path(folder))
     if not rows:
         raise ValueError(f"{folder}/metrics.csv holds no epochs")
     if metric not in rows[0]:
@@ -107,6 +108,14 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
         "seconds": np.cumsum(column("seconds")),
         metric: column(metric),
     }
+
+
+def _metric_rows(folder: Path) -> list[dict[str, str]]:
+    """The rows of ``folder/metrics.csv`` (none when it has no such file)."""
+    if not (folder / "metrics.csv").is_file():
+        return []
+    with open(folder / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def compare_curves(

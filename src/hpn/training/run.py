@@ -489,6 +489,8 @@ def _finish(
         "epochs_run": len(rows),
         "stopped_early": len(rows) < oc.epochs,
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "train_steps": sum(r.get("steps") or 0 for r in rows),
+        **_warmup_cost(cfg, splits.task),
         "output_size": _output_size(net.head),
         "parameters": sum(p.numel() for p in net.parameters()),
         "head_parameters": sum(p.numel() for p in net.head.parameters()),
@@ -503,6 +505,15 @@ def _finish(
     recorder.figures(net, splits.test, oc.batch_size, cfg.device, log)
     dist_.barrier(ctx)
     return results
+
+
+def _warmup_cost(cfg: RunConfig, task: str) -> dict:
+    """``{"warmup_seconds", "warmup_steps"}`` of the run's warm-up (none without one): what
+    ``head.prototypes: features`` spent before the run's own epochs."""
+    if not needs_warmup(cfg, task):
+        return {}
+    warm = json.loads((Path(warmup_config(cfg).out_dir) / "results.json").read_text())
+    return {"warmup_seconds": warm["train_seconds"], "warmup_steps": warm["train_steps"]}
 
 
 def _select(task: str, metric: str) -> tuple[str, bool]:
