@@ -474,11 +474,16 @@ def _interrupted(args: argparse.Namespace | None, stop: KeyboardInterrupt) -> st
 
 
 def _show_deprecations() -> None:
-    """Old names and flat config keys each print one line on stderr (Python hides
-    ``DeprecationWarning`` outside ``__main__``); call inside ``warnings.catch_warnings``."""
+    """Old names and flat config keys each print one line on stderr, once per command however
+    many run folders repeat them (Python hides ``DeprecationWarning`` outside ``__main__``);
+    call inside ``warnings.catch_warnings``."""
+
+    shown: set[str] = set()  # Python's "once" forgets when any code changes a filter
 
     def show(message: Warning | str, *_args: object, **_kwargs: object) -> None:
-        print(f"hpn: warning: {message}", file=sys.stderr)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"hpn: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show
     warnings.filterwarnings("default", r".*(deprecated|will be removed)", DeprecationWarning)
