@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -263,6 +264,78 @@ def test_patience_stops_early_and_a_stopped_run_stays_stopped(tmp_path):
     assert again["epochs_run"] == 3 and (tmp_path / "run" / "metrics.csv").read_text() == rows
     with pytest.raises(ValueError, match="config optim.patience: must be >= 1, got 0"):
         train(_cfg(tmp_path, "bad", optim={"patience": 0}), _splits(), TinyMLP())
+
+
+def _separable():
+    """4 classes far apart: validation accuracy reaches 1.0 in the first epoch."""
+    g = torch.Generator().manual_seed(1)
+    centres = 3.0 * torch.eye(4, 8)
+
+    def make(m):
+        y = torch.randint(0, 4, (m,), generator=g)
+        return TensorDataset(centres[y] + 0.05 * torch.randn(m, 8, generator=g), {"label": y})
+
+    return DataSplits(make(400), make(100), make(100), "classification", (8,), 4)
+
+
+def test_the_val_loss_tie_break_trains_patience_past_a_perfect_score_and_picks_the_loss(
+    tmp_path,
+):
+    optim = {"epochs": 12, "lr": 0.01, "patience": 3}
+    head = {"kind": "prototype", "dims": 3}
+    runs = {}
+    for rule in ("first", "val_loss"):
+        torch.manual_seed(0)
+        cfg = _cfg(tmp_path, rule, optim=optim, head=head, select_tie_break=rule)
+        runs[rule] = train(cfg, _separable(), TinyMLP(), log=lambda *_: None)
+    rows = _rows(tmp_path / "val_loss")
+    perfect = [r for r in rows if float(r["val_accuracy"]) == 1.0]
+    first_perfect = int(perfect[0]["epoch"])
+    # "first": the run stops at the first perfect epoch and keeps it
+    assert runs["first"]["epochs_run"] == runs["first"]["best_epoch"] == first_perfect
+    # "val_loss": patience epochs more; the kept epoch is the perfect one of lowest loss
+    assert runs["val_loss"]["epochs_run"] == first_perfect + 3 == len(rows)
+    lowest = min(perfect, key=lambda r: float(r["val_loss"]))
+    assert runs["val_loss"]["best_epoch"] == int(lowest["epoch"])
+    assert runs["val_loss"]["selected_on"] == "val_accuracy, then val_loss"
+    state = torch.load(tmp_path / "val_loss" / "best.pt", weights_only=True)
+    assert state["epoch"] + 1 == int(lowest["epoch"])
+
+
+def test_the_tie_break_resumes_to_the_same_choice(tmp_path):
+    head = {"kind": "prototype", "dims": 3}
+    results = {}
+    for name, first_epochs in (("straight", 8), ("resumed", 2)):
+        torch.manual_seed(0)
+        optim = {"epochs": first_epochs, "lr": 0.01, "patience": 8, "schedule": "none"}
+        cfg = _cfg(tmp_path, name, optim=optim, head=head, select_tie_break="val_loss")
+        results[name] = train(cfg, _separable(), TinyMLP(), log=lambda *_: None)
+    cfg = _cfg(tmp_path, "resumed", head=head, select_tie_break="val_loss",
+               optim={"epochs": 8, "lr": 0.01, "patience": 8, "schedule": "none"})  # fmt: skip
+    resumed = train(cfg, _separable(), TinyMLP(), resume=True, log=lambda *_: None)
+    assert resumed["best_epoch"] == results["straight"]["best_epoch"] > 2
+    assert _rows(tmp_path / "resumed") == _rows(tmp_path / "straight")
+    # the kept epoch's loss comes back from the checkpoint: one no later epoch can beat
+    torch.manual_seed(0)
+    short = _cfg(tmp_path, "kept", optim={**cfg_optim(4)}, head=head, select_tie_break="val_loss")
+    train(short, _separable(), TinyMLP(), log=lambda *_: None)
+    last = torch.load(tmp_path / "kept" / "last.pt", weights_only=True)
+    assert last["best_epoch"] == 4 and last["best"] == 1.0
+    last["rows"][3]["val_loss"] = 0.0
+    torch.save(last, tmp_path / "kept" / "last.pt")
+    longer = _cfg(tmp_path, "kept", optim={**cfg_optim(8)}, head=head, select_tie_break="val_loss")
+    assert (
+        train(longer, _separable(), TinyMLP(), resume=True, log=lambda *_: None)["best_epoch"] == 4
+    )
+
+
+def cfg_optim(epochs):
+    return {"epochs": epochs, "lr": 0.01, "patience": 8, "schedule": "none"}
+
+
+def _rows(folder):
+    with open(folder / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
 
 
 def test_bf16_autocast_trains_with_float32_weights_and_losses(tmp_path):

@@ -284,6 +284,11 @@ class RunConfig:
     # The run folder (config, metrics, checkpoints, results); hpn train --out sets it.
     out_dir: str = "runs/run"
     select_metric: str = "auto"  # validation metric that picks the best epoch
+    # Among epochs with the same select_metric: "first" keeps the earliest; "val_loss" the
+    # one with the lowest validation loss. With val_loss a score at its limit (validation
+    # accuracy 1.0) no longer stops the run at once: it trains optim.patience more epochs, and
+    # the loss picks among them (a small validation split that saturates early).
+    select_tie_break: Literal["first", "val_loss"] = "first"
     tensorboard: bool = False  # also write per-epoch scalars to out_dir/tensorboard
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward passes (CPU or CUDA)
     data: DataConfig = field(default_factory=DataConfig)

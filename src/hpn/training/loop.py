@@ -193,6 +193,11 @@ class Watch:
     A best score at the metric's ``limit`` (accuracy 1.0, an error of 0) cannot be beaten, so
     patience runs out at once: the epochs it would wait could not change the best one.
 
+    With ``ties``, an epoch that equals the best score also improves when its ``tie`` value
+    (a validation loss: lower is better) is below the best epoch's. Progress, and so
+    patience, still count the score alone; and the limit no longer stops at once, since a tie
+    can still improve.
+
     Args:
         higher: a higher score is better (accuracy); else lower (a loss, an error).
         patience: epochs without progress before stopping; None: never stop.
@@ -209,6 +214,11 @@ class Watch:
         >>> perfect = Watch(higher=True, patience=3, limit=1.0)
         >>> perfect.update(1.0, 1), perfect.exhausted
         (True, True)
+        >>> ties = Watch(higher=True, patience=2, limit=1.0, ties=True)
+        >>> [ties.update(1.0, e, tie=loss) for e, loss in enumerate([0.3, 0.2, 0.25], start=1)]
+        [True, True, False]
+        >>> ties.best_epoch, ties.exhausted
+        (2, True)
     """
 
     higher: bool
@@ -219,21 +229,27 @@ class Watch:
     limit: float | None = None
     best_epoch: int = 0  # 1-based; 0 before the first improvement
     stale: int = 0  # epochs in a row without progress
+    ties: bool = False
+    best_tie: float = math.inf  # the best epoch's tie value (with ties)
 
     def __post_init__(self) -> None:
         if math.isnan(self.best):
             self.best = -math.inf if self.higher else math.inf
 
-    def update(self, score: float, epoch: int) -> bool:
-        """Record the 1-based ``epoch``'s score; returns whether it is the new best."""
+    def update(self, score: float, epoch: int, tie: float | None = None) -> bool:
+        """Record the 1-based ``epoch``'s score (and, with ``ties``, its tie value); returns
+        whether it is the new best."""
         sign = 1.0 if self.higher else -1.0
         target = self.best + sign * self.tol
         beyond = score > target if self.higher else score < target
         progress = beyond or (self.inclusive and score == target)
         self.stale = 0 if progress else self.stale + 1
         improved = score > self.best if self.higher else score < self.best
+        tie_value = math.inf if tie is None else tie
+        if self.ties and score == self.best and tie_value < self.best_tie:
+            improved = True
         if improved:
-            self.best, self.best_epoch = score, epoch
+            self.best, self.best_epoch, self.best_tie = score, epoch, tie_value
         return improved
 
     @property
@@ -241,7 +257,7 @@ class Watch:
         """Patience has run out: stop training."""
         if self.patience is None:
             return False
-        return self.stale >= self.patience or self.best == self.limit
+        return self.stale >= self.patience or (not self.ties and self.best == self.limit)
 
 
 def initial_assignment(

@@ -18,6 +18,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
@@ -276,6 +277,7 @@ def _train(
     opt = make_optimizer((p for p in net.parameters() if p.requires_grad), cfg.optim)
     sched = make_scheduler(opt, cfg.optim.schedule, cfg.optim.epochs)
     column, higher = _select(splits.task, cfg.select_metric)
+    ties = _ties(cfg, column)
     recorder = Recorder(out, active=ctx.main, tensorboard=cfg.tensorboard)
     if resume:
         state = load_last(out, net, opt, sched, cfg.device)
@@ -289,13 +291,16 @@ def _train(
             best_epoch=state.best_epoch,
             stale=stale,
             limit=_limit(higher),
+            ties=ties,
+            best_tie=_tie(rows, state.best_epoch, ties),
         )
         recorder.resumed(cfg, start)
         log(f"resumed {out} at the start of epoch {start + 1} of {cfg.optim.epochs}")
     else:
         _first_assignment(net, splits, cfg, head_info, ctx, log)
         recorder.start(cfg, head_info, ctx.world)
-        start, rows, watch = 0, [], Watch(higher, cfg.optim.patience, limit=_limit(higher))
+        start, rows = 0, []
+        watch = Watch(higher, cfg.optim.patience, limit=_limit(higher), ties=ties)
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward
     model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
     for epoch in range(start, cfg.optim.epochs):
@@ -303,7 +308,7 @@ def _train(
             break  # stopped early; a resumed run that had stopped stays stopped
         row = _epoch(cfg, splits, net, model, opt, sched, epoch, ctx)
         rows.append(row)
-        if watch.update(row[column], epoch + 1) and ctx.main:
+        if watch.update(row[column], epoch + 1, _tie([row], 1, ties)) and ctx.main:
             save_best(out, net, epoch)
         recorder.metrics(rows)
         if ctx.main:
@@ -483,7 +488,7 @@ def _finish(
         "test_mae": test.mae,
         "test_macro_f1": test.macro_f1,
         "best_epoch": best_epoch + 1,
-        "selected_on": column,
+        "selected_on": f"{column}, then val_loss" if _ties(cfg, column) else column,
         "best_val_accuracy": rows[best_epoch]["val_accuracy"] if best_epoch < len(rows) else None,
         "epochs": oc.epochs,
         "epochs_run": len(rows),
@@ -532,6 +537,19 @@ def _select(task: str, metric: str) -> tuple[str, bool]:
             "select_metric val_mae needs regression values; this is a classification task"
         )
     return metric, metric in ("val_accuracy", "val_macro_f1")
+
+
+def _ties(cfg: RunConfig, column: str) -> bool:
+    """Epochs equal on ``column`` are told apart by their validation loss."""
+    return cfg.select_tie_break == "val_loss" and column != "val_loss"
+
+
+def _tie(rows: list[dict], epoch: int, ties: bool) -> float:
+    """The tie value (validation loss) of the 1-based ``epoch`` of ``rows``; inf without
+    ties or before the first epoch."""
+    if not ties or epoch < 1 or rows[epoch - 1].get("val_loss") is None:
+        return math.inf
+    return float(rows[epoch - 1]["val_loss"])
 
 
 def _limit(higher: bool) -> float:
