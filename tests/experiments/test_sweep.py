@@ -174,3 +174,23 @@ def test_an_override_the_benchmark_would_replace_is_refused(tmp_path):
     with pytest.raises(ValueError, match="head.prototypes=features:r would be replaced"):
         sweep.plan_sweep(spec, out_dir=str(tmp_path), overrides=["head.prototypes=features:r"],
                          heads=["data-neighbour_softmax"])  # fmt: skip
+
+
+def test_the_budget_spec_takes_the_warmup_out_of_the_feature_priors_budget(tmp_path):
+    spec = sweep.load_spec("glyphs-budget")
+    _, rows = sweep.plan_sweep(spec, out_dir=str(tmp_path),
+                               heads=["softmax", "features-neighbour_softmax"])  # fmt: skip
+    configs = {r.fields["model"]: from_dict_config(r.cases[0]) for r in rows}
+    softmax, features = configs["softmax"], configs["features-neighbour_softmax"]
+    assert softmax.optim.epochs == 8 and softmax.optim.steps_per_epoch == 500
+    assert features.head.prototypes == "features" and features.head.warmup_epochs == 1
+    # warm-up epoch + its own epochs = the others' epochs, of the same number of steps
+    assert features.head.warmup_epochs + features.optim.epochs == softmax.optim.epochs
+    assert features.optim.steps_per_epoch == softmax.optim.steps_per_epoch
+
+
+def from_dict_config(case):
+    from hpn.training.run import load_config
+
+    config, overrides, _, _ = case
+    return load_config(config, overrides)
