@@ -47,6 +47,7 @@ from hpn.training.checkpoint import (
 )
 from hpn.training.config import RunConfig, apply_overrides, config_changes, from_dict
 from hpn.training.feature_prior import (
+    WARMUP_FOLDER,
     check_warmup_folder,
     needs_warmup,
     warm_prior,
@@ -357,9 +358,9 @@ def _start_again(out: Path) -> str:
             "the run stopped before its first epoch ended, so run the same command again "
             "without --resume"
         )
-    if (out / "warmup").is_dir():
+    if (out / WARMUP_FOLDER).is_dir():
         return (
-            f"the run stopped in its warm-up ({out / 'warmup'}), so run the same command again "
+            f"the run stopped in its warm-up ({out / WARMUP_FOLDER}), so run the same command again "
             "without --resume: the warm-up resumes"
         )
     return f"no run was started in {out}: train one there first (hpn train --out {out})"
