@@ -69,7 +69,7 @@ from hpn.experiments.hooks import HOOKS
 from hpn.experiments.spec_check import check_spec
 from hpn.experiments.table import fill
 from hpn.registry import head_overrides
-from hpn.training.config import RunConfig, config_changes, from_dict, parse_key_values
+from hpn.training.config import RunConfig, parse_key_values, saved_run_difference
 from hpn.training.run import config_path, load_config, run
 
 #: One run: (config, overrides, seed, folder), as ``hpn train --config CONFIG OVERRIDES
@@ -323,24 +323,16 @@ def run_or_load(config: str, overrides: Iterable[str], seed: int, folder: Path) 
     return run(cfg, resume=(folder / "last.pt").is_file(), log=lambda *_: None)
 
 
-#: Config keys that do not change what a run computes.
-_SAME_RUN_IGNORES = ("device", "tensorboard", "out_dir")
-
-
 def check_same_run(folder: Path, cfg: RunConfig) -> None:
-    """Refuse a run folder whose ``config.json`` differs from ``cfg`` (other than in
-    :data:`_SAME_RUN_IGNORES`); a folder without one passes.
+    """Refuse a run folder whose ``config.json`` differs from ``cfg`` in what it computes
+    (:func:`hpn.training.config.saved_run_difference`); a folder without one passes.
 
     Raises:
         ValueError: names the first key that differs, both values and what to do.
     """
-    saved_file = folder / "config.json"
-    if not saved_file.is_file():
-        return
-    saved = from_dict(RunConfig, {**json.loads(saved_file.read_text()), "out_dir": str(folder)})
-    changes = {k: v for k, v in config_changes(saved, cfg).items() if k not in _SAME_RUN_IGNORES}
-    if changes:
-        key, (old, new) = next(iter(changes.items()))
+    difference = saved_run_difference(folder, cfg)
+    if difference is not None:
+        key, old, new = difference
         raise ValueError(
             f"{folder} holds a run made with {key}={old!r}, but this benchmark asks for "
             f"{key}={new!r}; move the folder away or choose another --out"

@@ -7,11 +7,13 @@ silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -437,3 +439,20 @@ def config_changes(saved: RunConfig, wanted: RunConfig) -> dict[str, tuple]:
     """``{key: (saved value, wanted value)}`` for every config key that differs."""
     old, new = _flat(to_dict(saved)), _flat(to_dict(wanted))
     return {key: (old[key], new[key]) for key in old if old[key] != new[key]}
+
+
+#: Config keys that do not change what a run computes.
+SAME_RUN_IGNORES = ("device", "tensorboard", "out_dir")
+
+
+def saved_run_difference(folder: Path, cfg: RunConfig) -> tuple[str, Any, Any] | None:
+    """The first key, with its saved and wanted values, where the run saved in
+    ``folder/config.json`` computes something else than ``cfg`` would (keys of
+    :data:`SAME_RUN_IGNORES` aside); None when none differs or the folder holds no config."""
+    saved_file = folder / "config.json"
+    if not saved_file.is_file():
+        return None
+    saved = from_dict(RunConfig, {**json.loads(saved_file.read_text()), "out_dir": str(folder)})
+    changes = config_changes(saved, cfg)
+    key = next((k for k in changes if k not in SAME_RUN_IGNORES), None)
+    return None if key is None else (key, *changes[key])

@@ -33,7 +33,13 @@ from torch import nn
 
 from hpn.models import build_backbone
 from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
-from hpn.training.config import WARMUP_PRIOR, ModelConfig, RunConfig, config_changes, from_dict
+from hpn.training.config import (
+    WARMUP_PRIOR,
+    ModelConfig,
+    RunConfig,
+    from_dict,
+    saved_run_difference,
+)
 
 #: The prefix of a ``head.prototypes`` spec that names a run whose features lay out the prior.
 PREFIX = "features:"
@@ -120,20 +126,16 @@ def warmup_config(cfg: RunConfig) -> RunConfig:
 
 
 def check_warmup_folder(warm: RunConfig) -> None:
-    """Refuse a warm-up folder that holds a run of another config (only ``device`` may
-    differ), so a finished or stopped warm-up is read back only for the run it belongs to.
+    """Refuse a warm-up folder that holds a run of another config
+    (:func:`hpn.training.config.saved_run_difference`), so a finished or stopped warm-up is
+    read back only for the run it belongs to.
 
     Raises:
         ValueError: names the first key that differs, with both values.
     """
-    saved_file = Path(warm.out_dir) / "config.json"
-    if not saved_file.is_file():
-        return
-    saved = json.loads(saved_file.read_text())
-    changes = config_changes(from_dict(RunConfig, {**saved, "out_dir": warm.out_dir}), warm)
-    changes.pop("device", None)
-    if changes:
-        key, (old, new) = next(iter(changes.items()))
+    difference = saved_run_difference(Path(warm.out_dir), warm)
+    if difference is not None:
+        key, old, new = difference
         raise ValueError(
             f"{warm.out_dir} holds a warm-up run with {key}={old!r} where this run's warm-up "
             f"has {new!r}; move it away or choose another out_dir"

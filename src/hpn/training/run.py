@@ -309,7 +309,7 @@ def _train(
             break  # stopped early; a resumed run that had stopped stays stopped
         row = _epoch(cfg, splits, net, model, opt, sched, epoch, ctx)
         rows.append(row)
-        if watch.update(row[column], epoch + 1, _tie([row], 1, ties)) and ctx.main:
+        if watch.update(row[column], epoch + 1, _tie(rows, epoch + 1, ties)) and ctx.main:
             save_best(out, net, epoch)
         recorder.metrics(rows)
         if ctx.main:
