@@ -65,7 +65,7 @@ def test_the_prior_is_the_pca_of_the_class_means_of_the_runs_features(
 
 def test_a_folder_that_is_no_finished_run_is_one_line(tmp_path, run_config):
     with pytest.raises(
-        FileNotFoundError, match=r"features:.*not a finished run folder \(no config.json\)"
+        FileNotFoundError, match=r"features:.*is not a finished run folder \(no config.json\)"
     ):
         _hpn_on_features(tmp_path, run_config, tmp_path / "nothing")
 

@@ -297,6 +297,18 @@ class RunState:
     rows: list[dict]
 
 
+def require_finished(run_dir: Path, context: str = "") -> None:
+    """Raise unless ``run_dir`` holds a finished run's ``config.json`` and ``best.pt``.
+
+    Raises:
+        FileNotFoundError: one line naming the folder, the missing file and ``context``
+            (a prefix such as ``"prototypes features:"``).
+    """
+    for name in ("config.json", BEST):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{context}{run_dir} is not a finished run folder (no {name})")
+
+
 def save_last(
     folder: Path,
     net: nn.Module,

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from hpn.models import build_backbone
-from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
+from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint, require_finished
 from hpn.training.config import (
     WARMUP_PRIOR,
     ModelConfig,
@@ -66,11 +66,7 @@ def run_backbone(run_dir: Path, input_shape: Sequence[int]) -> nn.Module:
         FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
         ValueError: its weights do not fit a backbone for these inputs.
     """
-    for name in ("config.json", BEST):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(
-                f"prototypes features:{run_dir}: not a finished run folder (no {name})"
-            )
+    require_finished(run_dir, "prototypes features:")
     saved = json.loads((run_dir / "config.json").read_text()).get("model", {})
     model = from_dict(ModelConfig, saved, "model")
     backbone = build_backbone(model.backbone, input_shape, **model.options)

@@ -33,7 +33,7 @@ from hpn.data.registry import load_data
 from hpn.evaluation.transfer import transfer_scores
 from hpn.files import atomic_write_json, content_key, read_json_or_none
 from hpn.models import build_backbone
-from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint
+from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint, require_finished
 from hpn.training.config import RunConfig, apply_overrides, from_dict
 from hpn.training.run import load_splits
 from hpn.training.trainer import Network, build_head, evaluate
@@ -52,18 +52,12 @@ def evaluation_tag(overrides: Sequence[str], split: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts))
 
 
-def _require_finished(run_dir: Path) -> None:
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no {name})")
-
-
 def _read_run(
     run_dir: Path, overrides: Sequence[str] = ()
 ) -> tuple[RunConfig, DataSplits, nn.Module, dict]:
     """A finished run's config (with ``overrides``), its data, a fresh backbone of its shape
     and the ``best.pt`` state dict of the whole network (keys ``backbone.*``, ``head.*``)."""
-    _require_finished(run_dir)
+    require_finished(run_dir)
     saved = json.loads((run_dir / "config.json").read_text())
     cfg = from_dict(RunConfig, apply_overrides(saved, list(overrides)))
     splits = load_splits(cfg)
@@ -115,7 +109,7 @@ def run_key(run_dir: Path, values: object) -> str:
 
 
 def _check(run_dir: Path, overrides: Sequence[str], split: str) -> None:
-    _require_finished(run_dir)
+    require_finished(run_dir)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     for item in overrides:
