@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -40,6 +41,23 @@ def test_a_run_with_a_warmup_counts_the_warmups_steps_and_seconds_first(tmp_path
     assert curve["steps"].tolist() == [100, 200, 300]
     assert curve["seconds"].tolist() == [9.0, 19.0, 29.0]
     assert curve["val_accuracy"].tolist() == [0.4, 0.8, 0.9]
+
+
+def test_seconds_count_building_the_prototypes_before_the_first_epoch(tmp_path):
+    warm = [{"epoch": 1, "val_accuracy": 0.4, "seconds": 9.0, "steps": 100}]
+    own = [{"epoch": e, "val_accuracy": 0.8, "seconds": 10.0, "steps": 100} for e in (1, 2)]
+    write_metrics(tmp_path / "run" / "warmup", warm)
+    folder = write_metrics(tmp_path / "run", own)
+    (folder / "head.json").write_text(json.dumps({"prototypes": {"seconds": 4.0}}))
+    # unfinished: head.json's record; steps do not move, seconds do, after the warm-up
+    assert read_curve(folder)["seconds"].tolist() == [9.0, 23.0, 33.0]
+    assert read_curve(folder)["steps"].tolist() == [100, 200, 300]
+    # finished: what results.json records (a resumed run built them again)
+    (folder / "results.json").write_text(json.dumps({"prototype_seconds": 6.0}))
+    assert read_curve(folder)["seconds"].tolist() == [9.0, 25.0, 35.0]
+    # a head without prototypes (softmax: head.json has none) adds nothing
+    (folder / "results.json").write_text(json.dumps({"test_accuracy": 0.9}))
+    assert read_curve(folder)["seconds"].tolist() == [9.0, 19.0, 29.0]
 
 
 def test_read_curve_of_older_runs_without_steps_and_bad_metric(tmp_path):

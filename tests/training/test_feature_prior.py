@@ -105,6 +105,8 @@ def test_features_trains_a_warmup_and_equals_the_two_command_recipe(run_config, 
     assert json.loads((out / "config.json").read_text())["head"]["prototypes"] == "features"
     head = json.loads((out / "head.json").read_text())["prototypes"]
     assert head["features_of"] == str(warm)
+    # the pass over the training split that lays the prior out is timed, and reported
+    assert results["prototype_seconds"] == head["seconds"] >= 0
     assert torch.allclose(_saved_prototypes(out), _feature_prior(warm, cfg), atol=1e-5)
     # the same run made by hand from the warm-up's folder: the same final weights
     _, by_hand = _hpn_on_features(tmp_path, run_config, warm, name="by_hand", spread_steps=0)

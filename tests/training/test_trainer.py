@@ -77,6 +77,13 @@ def test_every_head_learns_and_writes_a_run_folder(tmp_path, task, head, metric)
     else:
         assert results[metric] < 6.0  # targets span about 60; a constant guess is off by ~15
     assert len((out / "metrics.csv").read_text().splitlines()) == 5
+    # building the prototypes is timed, for the heads that have them (not the regressor's
+    # two fixed poles): head.json and results.json say the same
+    built = json.loads((out / "head.json").read_text()).get("prototypes")
+    has_prototypes = head["kind"] == "prototype" and task != "regression"
+    assert ("prototype_seconds" in results) == has_prototypes
+    if has_prototypes:
+        assert results["prototype_seconds"] == built["seconds"] >= 0
 
 
 class _Stop(Exception):

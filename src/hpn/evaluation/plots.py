@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,9 +93,12 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
         ``{"steps", "seconds", metric}``: (E,) arrays over the E epochs recorded; steps are
         counted where the rows record them (``steps``), else left NaN. A run that trained a
         warm-up first (``folder/warmup``, ``head.prototypes: features``) starts with the
-        warm-up's epochs, so its steps and seconds count what the warm-up spent.
+        warm-up's epochs, so its steps and seconds count what the warm-up spent. Seconds also
+        count building the prototypes (:func:`prototype_seconds`) before the run's first
+        epoch: time spent, though no training step.
     """
-    rows = _metric_rows(Path(folder) / "warmup") + _metric_rows(Path(folder))
+    warmup = _metric_rows(Path(folder) / "warmup")
+    rows = warmup + _metric_rows(Path(folder))
     if not rows:
         raise ValueError(f"{folder}/metrics.csv holds no epochs")
     if metric not in rows[0]:
@@ -103,11 +107,28 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
     def column(name: str) -> np.ndarray:
         return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
 
+    seconds = column("seconds")
+    if len(rows) > len(warmup):
+        seconds[len(warmup)] += prototype_seconds(folder)
     return {
         "steps": np.cumsum(column("steps")),
-        "seconds": np.cumsum(column("seconds")),
+        "seconds": np.cumsum(seconds),
         metric: column(metric),
     }
+
+
+def prototype_seconds(folder: str | Path) -> float:
+    """The seconds a run spent building its prototypes before its first epoch: what
+    ``results.json`` records (``prototype_seconds``) once the run is finished, else what
+    ``head.json`` does (``prototypes.seconds``); 0 for a head without prototypes or a run
+    recorded before these were timed."""
+    folder = Path(folder)
+    if (folder / "results.json").is_file():
+        return float(json.loads((folder / "results.json").read_text()).get("prototype_seconds", 0))
+    if (folder / "head.json").is_file():
+        built = json.loads((folder / "head.json").read_text()).get("prototypes", {})
+        return float(built.get("seconds", 0)) if isinstance(built, dict) else 0.0
+    return 0.0
 
 
 def _metric_rows(folder: Path) -> list[dict[str, str]]:

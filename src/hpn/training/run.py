@@ -319,7 +319,8 @@ def _train(
         recorder.board_epoch(row)
         log(_epoch_line(row, cfg.optim.epochs))
     recorder.close()
-    return _finish(cfg, splits, net, rows, column, recorder, ctx, log)
+    built = _prototype_cost(head_info)
+    return _finish(cfg, splits, net, rows, column, recorder, ctx, log, built)
 
 
 def _warm_up(
@@ -478,8 +479,10 @@ def _finish(
     recorder: Recorder,
     ctx: dist_.Context,
     log: Callable[[str], None],
+    built: dict,
 ) -> dict:
-    """Evaluate the best-validation model on the test split once; record the results."""
+    """Evaluate the best-validation model on the test split once; record the results
+    (``built``: what building the prototypes cost, :func:`_prototype_cost`)."""
     oc, out = cfg.optim, Path(cfg.out_dir)
     best_epoch = load_best(out, net, cfg.device)
     test = evaluate(net, splits.test, oc.batch_size, cfg.device, cfg.head.reduction, ctx)
@@ -497,6 +500,7 @@ def _finish(
         "train_seconds": round(sum(r["seconds"] for r in rows), 3),
         "train_steps": sum(r.get("steps") or 0 for r in rows),
         **_warmup_cost(cfg, splits.task),
+        **built,
         "output_size": _output_size(net.head),
         "parameters": sum(p.numel() for p in net.parameters()),
         "head_parameters": sum(p.numel() for p in net.head.parameters()),
@@ -511,6 +515,14 @@ def _finish(
     recorder.figures(net, splits.test, oc.batch_size, cfg.device, log)
     dist_.barrier(ctx)
     return results
+
+
+def _prototype_cost(head_info: dict) -> dict:
+    """``{"prototype_seconds"}``: the wall seconds the head's prototypes took to build before
+    the first epoch (none for a head without prototypes). A resumed run builds them again, so
+    this is what the process that finishes the run measured."""
+    seconds = head_info.get("prototypes", {}).get("seconds")
+    return {} if seconds is None else {"prototype_seconds": seconds}
 
 
 def _warmup_cost(cfg: RunConfig, task: str) -> dict:

@@ -7,6 +7,7 @@ the epoch loop is :mod:`hpn.training.loop`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable
 from typing import Literal
 
@@ -94,7 +95,12 @@ def _resolve_prototypes(
 ) -> protos.ResolvedPrototypes:
     """The head's prototypes from ``cfg.prototypes`` (:func:`hpn.prototypes.resolve`); the
     data prior reads the training split in batches of 4,096, through a finished run's
-    backbone for ``features:RUN`` (:mod:`hpn.training.feature_prior`)."""
+    backbone for ``features:RUN`` (:mod:`hpn.training.feature_prior`).
+
+    Their record (``head.json``) says how many wall seconds building them took
+    (``seconds``: the optimisation, or the pass over the training split and the spread), a
+    cost the run pays before its first epoch."""
+    start = time.perf_counter()
     batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
     train: Iterable[tuple[torch.Tensor, torch.Tensor]] = (
         (x, targets["label"]) for x, targets in batches
@@ -108,9 +114,10 @@ def _resolve_prototypes(
         names=splits.class_names, seed=cfg.prototype_seed or 0,
         spread_steps=cfg.spread_steps or 0,
     )  # fmt: skip
-    if run is None:
-        return resolved
-    return dataclasses.replace(resolved, info={**resolved.info, "features_of": str(run)})
+    info = {**resolved.info, "seconds": round(time.perf_counter() - start, 3)}
+    if run is not None:
+        info["features_of"] = str(run)
+    return dataclasses.replace(resolved, info=info)
 
 
 def _num_classes(splits: DataSplits) -> int:
