@@ -58,7 +58,9 @@ def main() -> None:
         ("optimized, paper loss", PrototypeClassifier(spread, 300)),
         (
             "data prior, cosine softmax",
-            PrototypeClassifier(informed, 300, loss="cosine_softmax", scale=data_prior.COSINE_SCALE),
+            PrototypeClassifier(
+                informed, 300, loss="cosine_softmax", scale=data_prior.COSINE_SCALE
+            ),
         ),
     )
     for name, head in runs:
