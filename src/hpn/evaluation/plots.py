@@ -126,8 +126,8 @@ def prototype_seconds(folder: str | Path) -> float:
     if (folder / "results.json").is_file():
         return float(json.loads((folder / "results.json").read_text()).get("prototype_seconds", 0))
     if (folder / "head.json").is_file():
-        built = json.loads((folder / "head.json").read_text()).get("prototypes", {})
-        return float(built.get("seconds", 0)) if isinstance(built, dict) else 0.0
+        head = json.loads((folder / "head.json").read_text())
+        return float(head.get("prototypes", {}).get("seconds", 0))
     return 0.0
 
 
