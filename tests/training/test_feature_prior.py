@@ -133,8 +133,12 @@ def test_a_finished_warmup_is_read_back_and_a_foreign_one_refused(run_config, tm
 
 
 def test_a_run_with_the_warmup_prior_is_scored_and_loaded_after_it_moves(run_config, tmp_path):
-    cfg = _config(tmp_path, run_config, prototypes="features")
+    prior_pass = {"prior_images": 5, "prior_augment": False}
+    cfg = _config(tmp_path, run_config, prototypes="features", **prior_pass)
     run(cfg, log=lambda *a: None)
+    for folder in (tmp_path / "hpn", tmp_path / "hpn" / "warmup"):  # the warm-up inherits them
+        prior = json.loads((folder / "head.json").read_text())["prototypes"]
+        assert (prior["images_read"], prior["augmented"]) == (4 * 5, False)
     moved = tmp_path / "moved"
     (tmp_path / "hpn").rename(moved)  # features_of now names a folder that is gone
     results = json.loads((moved / "results.json").read_text())

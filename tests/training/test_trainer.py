@@ -439,6 +439,67 @@ def test_data_prior_prototypes_come_from_training_means_only(tmp_path, task):
         train(_cfg(tmp_path, "bad", head={**head, "spread_steps": -1}), splits, TinyMLP())
 
 
+def test_data_prior_pass_can_skip_the_augmentation_and_cap_the_images_per_class(tmp_path):
+    """prior_augment=false takes the class means of the images as they are, however the
+    training split augments them; prior_images=N takes them over a seeded draw of at most N
+    images of each class (references computed by hand from the drawn rows)."""
+    from hpn.prototypes import data_prior
+    from hpn.training.trainer import _prior_indices
+
+    splits = _splits()
+    splits.train.transform = lambda x: x + 5.0 * torch.randn(8)  # a loud augmentation
+    x, y = splits.train.inputs, splits.train.targets["label"]
+    head = {"kind": "prototype", "dims": 3, "prototypes": "data", "spread_steps": 0}
+
+    def prototypes_of(name, **settings):
+        cfg = _cfg(tmp_path, name, head={**head, **settings}, optim={"epochs": 1})
+        train(cfg, splits, TinyMLP(), log=lambda *_: None)
+        info = json.loads((tmp_path / name / "head.json").read_text())["prototypes"]
+        p = torch.load(tmp_path / name / "best.pt", weights_only=True)["model"]
+        return p["head.prototypes"], info
+
+    def by_hand(rows):
+        means = torch.stack([x[rows][y[rows] == c].double().mean(0) for c in range(4)])
+        return data_prior.data_prior_prototypes(means, 3, steps=0)
+
+    plain, info = prototypes_of("plain", prior_augment=False)
+    torch.testing.assert_close(plain, by_hand(torch.arange(len(y))))
+    assert info["images_read"] == len(y) and info["augmented"] is False
+    noisy, info = prototypes_of("noisy")  # the default reads one augmented view per image
+    assert info["augmented"] is True and not torch.allclose(noisy, plain, atol=1e-3)
+
+    capped, info = prototypes_of("capped", prior_augment=False, prior_images=10, prototype_seed=3)
+    rows = _prior_indices(splits.train, 10, 3)
+    assert info["images_read"] == len(rows) == 40
+    torch.testing.assert_close(capped, by_hand(rows))
+    assert torch.equal(rows, rows.sort().values)  # read in order
+    assert torch.bincount(y[rows], minlength=4).tolist() == [10] * 4
+    assert not torch.equal(rows, _prior_indices(splits.train, 10, 4))  # the seed draws
+    assert torch.equal(rows, _prior_indices(splits.train, 10, 3))
+    few = torch.bincount(y, minlength=4).min().item()  # a cap above a class's count takes all
+    assert len(_prior_indices(splits.train, 10_000, 0)) == len(y) > 4 * few
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ({"prior_images": 5}, "head.prior_images: applies to the data priors only"),
+        ({"prior_augment": False}, "head.prior_augment: applies to the data priors only"),
+        ({"prototypes": "data", "prior_images": 0}, "head.prior_images: must be >= 1, got 0"),
+        ({"kind": "softmax", "prior_augment": True}, "does not apply to head kind 'softmax'"),
+    ],
+)
+def test_prior_pass_settings_are_refused_where_no_data_prior_reads_them(tmp_path, head, message):
+    with pytest.raises(ValueError, match=message):
+        _cfg(tmp_path, head={"kind": "prototype", **head})
+
+
+def test_prior_augment_defaults_to_true_for_the_data_priors_only(tmp_path):
+    for prototypes, want in [("data", True), ("features", True), ("features:r", True)]:
+        assert _cfg(tmp_path, head={"prototypes": prototypes}).head.prior_augment is want
+    assert _cfg(tmp_path, head={"prototypes": "auto"}).head.prior_augment is None
+
+
 def test_initial_assignment_is_the_best_matching_of_the_untrained_class_means(tmp_path):
     """Before epoch 1 the classes take the prototypes that maximise the total cosine to the
     class means of the untrained network's outputs (in eval mode; checked over all 4!

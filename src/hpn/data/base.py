@@ -10,6 +10,7 @@ permutation.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -259,6 +260,23 @@ def holdout_splits(
     kept, held = stratified_split(labels, test_fraction, test_seed)
     train, val = split_train_val(data.subset(kept), val_fraction, seed)
     return train, val, data.subset(held)
+
+
+def without_augmentation(dataset: SplitDataset) -> SplitDataset:
+    """``dataset`` with its items as they are: a shallow copy without its ``transform``
+    (the training augmentation of :class:`TensorDataset` and ``ImageFileDataset``), or
+    ``dataset`` itself when it has none.
+
+    Example:
+        >>> data = TensorDataset(torch.zeros(2, 3), {"label": torch.arange(2)}, lambda x: x + 1)
+        >>> without_augmentation(data)[0][0].tolist(), data[0][0].tolist()
+        ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    """
+    if getattr(dataset, "transform", None) is None:
+        return dataset
+    plain = copy.copy(dataset)
+    plain.transform = None  # type: ignore[attr-defined]
+    return plain
 
 
 def iterate_batches(

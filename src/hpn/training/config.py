@@ -169,6 +169,14 @@ class HeadConfig:
     # prototype: separation steps after the data prior's PCA start (0: the start as it is;
     # None: 100).
     spread_steps: int | None = None
+    # prototype with a data prior ("data", "features", "features:RUN"): at most this many
+    # training images per class go into the class means, a draw seeded by prototype_seed
+    # (None: every image). The pass over the training split costs time in proportion.
+    prior_images: int | None = None
+    # prototype with a data prior: the class means read the training images through the
+    # training augmentation (true, one random view per image) or as they are (false).
+    # None: true.
+    prior_augment: bool | None = None
     # Multi-task weight t in L = t L_class + (1 - t) L_regression.
     task_weight: float = 0.5
     # How a batch's losses are combined: the paper sums, mean divides by the batch size.
@@ -198,6 +206,7 @@ class HeadConfig:
             self.spread_steps = 100 if self.spread_steps is None else self.spread_steps
             self.assignment = self.assignment or AssignmentConfig()
             self._check_warmup()
+            self._check_prior_pass()
         if "output_norm" in entry.settings:
             self.output_norm = self.output_norm or "none"
         if entry.default_loss is not None:
@@ -222,6 +231,21 @@ class HeadConfig:
                 f"(the prototypes are {self.prototypes!r})"
             )
 
+    def _check_prior_pass(self) -> None:
+        """``prior_images`` and ``prior_augment`` belong to the data priors, which default
+        ``prior_augment`` to true."""
+        if is_data_prior(self.prototypes):
+            self.prior_augment = True if self.prior_augment is None else self.prior_augment
+            _at_least("head.prior_images", self.prior_images, 1, allow_none=True)
+            return
+        for key in ("prior_images", "prior_augment"):
+            if getattr(self, key) is not None:
+                raise ValueError(
+                    f"config head.{key}: applies to the data priors only (head.prototypes "
+                    f"data, {WARMUP_PRIOR} or features:RUN; the prototypes are "
+                    f"{self.prototypes!r})"
+                )
+
     @property
     def dynamic(self) -> bool:
         """Dynamic label-to-prototype assignment is on."""
@@ -230,13 +254,26 @@ class HeadConfig:
 
 #: The head keys that only some head kinds take (:attr:`hpn.registry.HeadEntry.settings`).
 OPTIONAL_HEAD_KEYS = (
-    "dims", "prototypes", "warmup_epochs", "prototype_seed", "spread_steps", "output_norm",
-    "loss", "assignment",
+    "dims", "prototypes", "warmup_epochs", "prototype_seed", "spread_steps", "prior_images",
+    "prior_augment", "output_norm", "loss", "assignment",
 )  # fmt: skip
 
 #: ``head.prototypes`` that lays the prototypes out in a warm-up network's features, trained
 #: first in the run folder (:mod:`hpn.training.feature_prior`).
 WARMUP_PRIOR = "features"
+#: The prefix of a ``head.prototypes`` that names a finished run whose features lay the
+#: prototypes out (``features:RUN``, :mod:`hpn.training.feature_prior`).
+FEATURES_PREFIX = "features:"
+
+
+def is_data_prior(prototypes: str | None) -> bool:
+    """``head.prototypes`` lays the prototypes out like the training classes' means: of the
+    inputs (``data``) or of a network's features (``features``, ``features:RUN``).
+
+    >>> [is_data_prior(p) for p in ("data", "features", "features:runs/a", "auto", None)]
+    [True, True, True, False, False]
+    """
+    return prototypes in ("data", WARMUP_PRIOR) or str(prototypes).startswith(FEATURES_PREFIX)
 
 
 @dataclass

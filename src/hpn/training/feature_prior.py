@@ -34,6 +34,7 @@ from torch import nn
 from hpn.models import build_backbone
 from hpn.training.checkpoint import BEST, backbone_weights, read_checkpoint, require_finished
 from hpn.training.config import (
+    FEATURES_PREFIX,
     WARMUP_PRIOR,
     ModelConfig,
     RunConfig,
@@ -42,7 +43,7 @@ from hpn.training.config import (
 )
 
 #: The prefix of a ``head.prototypes`` spec that names a run whose features lay out the prior.
-PREFIX = "features:"
+PREFIX = FEATURES_PREFIX
 #: The sub-folder of a run folder where ``head.prototypes: features`` trains its warm-up.
 WARMUP_FOLDER = "warmup"
 

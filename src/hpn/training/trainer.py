@@ -17,7 +17,13 @@ from torch import nn
 from hpn import assignment
 from hpn import prototypes as protos
 from hpn.baselines import MSERegressor, MultiTaskBaseline, SoftmaxClassifier
-from hpn.data.base import DataSplits, SplitDataset, in_batches, iterate_batches
+from hpn.data.base import (
+    DataSplits,
+    SplitDataset,
+    in_batches,
+    iterate_batches,
+    without_augmentation,
+)
 from hpn.evaluation.metrics import EpochMetrics, MetricCounts
 from hpn.functional import Reduction
 from hpn.heads import MultiTaskHead, PrototypeClassifier, PrototypeRegressor
@@ -90,18 +96,29 @@ def train_values(dataset: SplitDataset) -> torch.Tensor:
     )
 
 
+def train_labels(dataset: SplitDataset) -> torch.Tensor:
+    """All class labels of a dataset, (N,) int64 (from its target table when it has one)."""
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, dict) and "label" in targets:
+        return torch.as_tensor(targets["label"]).long()
+    return torch.tensor([int(dataset[i][1]["label"]) for i in range(len(dataset))])
+
+
 def _resolve_prototypes(
     cfg: HeadConfig, splits: DataSplits, dims: int | None, default: int | None = None
 ) -> protos.ResolvedPrototypes:
     """The head's prototypes from ``cfg.prototypes`` (:func:`hpn.prototypes.resolve`); the
-    data prior reads the training split in batches of 4,096, through a finished run's
-    backbone for ``features:RUN`` (:mod:`hpn.training.feature_prior`).
+    data prior reads the training split in batches of 4,096 (at most ``cfg.prior_images``
+    per class; through its augmentation unless ``cfg.prior_augment`` is false), through a
+    finished run's backbone for ``features:RUN`` (:mod:`hpn.training.feature_prior`).
 
     Their record (``head.json``) says how many wall seconds building them took
     (``seconds``: the optimisation, or the pass over the training split and the spread), a
     cost the run pays before its first epoch."""
     start = time.perf_counter()
-    batches = iterate_batches(splits.train, in_batches(range(len(splits.train)), 4096))
+    source = splits.train if cfg.prior_augment is not False else without_augmentation(splits.train)
+    indices = _prior_indices(splits.train, cfg.prior_images, cfg.prototype_seed or 0)
+    batches = iterate_batches(source, in_batches(indices, 4096))
     train: Iterable[tuple[torch.Tensor, torch.Tensor]] = (
         (x, targets["label"]) for x, targets in batches
     )
@@ -117,7 +134,26 @@ def _resolve_prototypes(
     info = {**resolved.info, "seconds": round(time.perf_counter() - start, 3)}
     if run is not None:
         info["features_of"] = str(run)
+    if spec == "data":  # the record says what the class means were taken over
+        info |= {
+            "images_read": len(indices),
+            "augmented": getattr(source, "transform", None) is not None,
+        }
     return dataclasses.replace(resolved, info=info)
+
+
+def _prior_indices(train: SplitDataset, per_class: int | None, seed: int) -> torch.Tensor:
+    """The training rows the data prior reads, (M,) int64 in order: all of them, or at most
+    ``per_class`` of each class, drawn at random (seeded by ``seed``)."""
+    if per_class is None:
+        return torch.arange(len(train))
+    labels = train_labels(train)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    order = order[torch.sort(labels[order], stable=True).indices]  # by class, shuffled within
+    grouped = labels[order]
+    first = torch.searchsorted(grouped, grouped, side="left")  # where each row's class starts
+    rank = torch.arange(len(grouped)) - first
+    return torch.sort(order[rank < per_class]).values
 
 
 def _num_classes(splits: DataSplits) -> int:
