@@ -58,6 +58,9 @@ def test_seconds_count_building_the_prototypes_before_the_first_epoch(tmp_path):
     # a head without prototypes (softmax: head.json has none) adds nothing
     (folder / "results.json").write_text(json.dumps({"test_accuracy": 0.9}))
     assert read_curve(folder)["seconds"].tolist() == [9.0, 19.0, 29.0]
+    # the warm-up's own prior comes before the warm-up's first epoch
+    (folder / "warmup" / "results.json").write_text(json.dumps({"prototype_seconds": 2.0}))
+    assert read_curve(folder)["seconds"].tolist() == [11.0, 21.0, 31.0]
 
 
 def test_read_curve_of_older_runs_without_steps_and_bad_metric(tmp_path):

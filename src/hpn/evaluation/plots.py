@@ -108,6 +108,8 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
         return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
 
     seconds = column("seconds")
+    if warmup:  # the warm-up built its own (pixel) prior before its first epoch
+        seconds[0] += prototype_seconds(Path(folder) / "warmup")
     if len(rows) > len(warmup):
         seconds[len(warmup)] += prototype_seconds(folder)
     return {

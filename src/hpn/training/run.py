@@ -527,11 +527,14 @@ def _prototype_cost(head_info: dict) -> dict:
 
 def _warmup_cost(cfg: RunConfig, task: str) -> dict:
     """``{"warmup_seconds", "warmup_steps"}`` of the run's warm-up (none without one): what
-    ``head.prototypes: features`` spent before the run's own epochs."""
+    ``head.prototypes: features`` spent before the run's own epochs. The seconds are the
+    warm-up's training and the building of its own pixel prior (a warm-up recorded before
+    that was timed adds none)."""
     if not needs_warmup(cfg, task):
         return {}
     warm = json.loads((Path(warmup_config(cfg).out_dir) / "results.json").read_text())
-    return {"warmup_seconds": warm["train_seconds"], "warmup_steps": warm["train_steps"]}
+    seconds = warm["train_seconds"] + warm.get("prototype_seconds", 0.0)
+    return {"warmup_seconds": round(seconds, 3), "warmup_steps": warm["train_steps"]}
 
 
 def _select(task: str, metric: str) -> tuple[str, bool]:
