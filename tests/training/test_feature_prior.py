@@ -139,7 +139,8 @@ def test_a_run_with_the_warmup_prior_is_scored_and_loaded_after_it_moves(run_con
     prior_pass = {"prior_images": 5, "prior_augment": False}
     cfg = _config(tmp_path, run_config, prototypes="features", **prior_pass)
     run(cfg, log=lambda *a: None)
-    for folder in (tmp_path / "hpn", tmp_path / "hpn" / "warmup"):  # the warm-up inherits them
+    assert warmup_config(cfg).head.prior_augment is False  # the warm-up inherits them
+    for folder in (tmp_path / "hpn", tmp_path / "hpn" / "warmup"):
         prior = json.loads((folder / "head.json").read_text())["prototypes"]
         assert (prior["images_read"], prior["augmented"]) == (4 * 5, False)
     moved = tmp_path / "moved"

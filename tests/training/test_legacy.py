@@ -86,6 +86,13 @@ def test_the_loss_override_of_the_glyphs_config_keeps_the_settings_the_new_loss_
         )  # fmt: skip
         with pytest.raises(ValueError, match=r"head.loss: \['neighbours'\] do not apply"):
             load_config("glyphs", ["head.kind=cosine", "head.loss.neighbours=8"])
+        # the prior's settings, given before the kind switches (as a bench's overrides
+        # are), go with the prototypes
+        prior = ["head.warmup_epochs=2", "head.prior_images=5", "head.prior_augment=false"]
+        softmax = load_config("glyphs", [*prior, "head.kind=softmax"]).head
+        assert (softmax.warmup_epochs, softmax.prior_images, softmax.prior_augment) == (None,) * 3
+        kept = load_config("glyphs", prior).head
+        assert (kept.warmup_epochs, kept.prior_images, kept.prior_augment) == (2, 5, False)
 
 
 @pytest.mark.parametrize(

@@ -476,8 +476,12 @@ def test_data_prior_pass_can_skip_the_augmentation_and_cap_the_images_per_class(
     assert torch.bincount(y[rows], minlength=4).tolist() == [10] * 4
     assert not torch.equal(rows, _prior_indices(splits.train, 10, 4))  # the seed draws
     assert torch.equal(rows, _prior_indices(splits.train, 10, 3))
-    few = torch.bincount(y, minlength=4).min().item()  # a cap above a class's count takes all
-    assert len(_prior_indices(splits.train, 10_000, 0)) == len(y) > 4 * few
+    counts = torch.bincount(y, minlength=4)  # a class with fewer images than the cap gives all
+    cap = int(counts.float().median().ceil())
+    assert counts.min() < cap < counts.max()
+    rows = _prior_indices(splits.train, cap, 0)
+    assert torch.bincount(y[rows], minlength=4).tolist() == counts.clamp(max=cap).tolist()
+    assert len(_prior_indices(splits.train, 10_000, 0)) == len(y)
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,8 @@ class TensorDataset(Dataset):
     """In-memory dataset: inputs (N, ...) and a dict of (N,) targets.
 
     Inputs may be uint8 images; ``transform`` (a callable on one float tensor) runs per item.
+    It is the training augmentation, and only that (:func:`without_augmentation` drops it):
+    a fixed preprocessing belongs in the inputs or the backbone.
     """
 
     def __init__(

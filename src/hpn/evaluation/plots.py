@@ -95,7 +95,7 @@ def read_curve(folder: str | Path, metric: str = "val_accuracy") -> dict[str, np
         warm-up first (``folder/warmup``, ``head.prototypes: features``) starts with the
         warm-up's epochs, so its steps and seconds count what the warm-up spent. Seconds also
         count building the prototypes (:func:`prototype_seconds`) before the run's first
-        epoch: time spent, though no training step.
+        epoch, and the warm-up's own before its first: time spent, though no training step.
     """
     warmup = _metric_rows(Path(folder) / "warmup")
     rows = warmup + _metric_rows(Path(folder))

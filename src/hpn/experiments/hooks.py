@@ -48,6 +48,8 @@ def linear_reference(config: str, overrides: Iterable[str], seed: int) -> dict:
     cfg = load_config(config, [*overrides, f"seed={seed}"])
     if cfg.head.prototypes != "data" or cfg.head.spread_steps != 0 or not cfg.head.dims:
         raise ValueError("the linear reference needs head.prototypes=data, spread_steps=0, dims")
+    if cfg.head.prior_images is not None or cfg.head.prior_augment is False:
+        raise ValueError("the linear reference reads every training image as the split gives it")
     splits = load_splits(cfg)
     k, dims = splits.num_classes, cfg.head.dims
     if k is None:

@@ -95,9 +95,8 @@ def _fit(head: dict, kind: str) -> None:
             assignment.pop(key, None)
 
 
-_OPTIONAL = (
-    "dims", "prototypes", "prototype_seed", "spread_steps", "output_norm", "loss", "assignment",
-)  # fmt: skip
+#: The head settings only some kinds take: every kind's settings (:data:`HEADS`).
+_OPTIONAL = frozenset(key for entry in HEADS.values() for key in entry.settings)
 
 
 def _fit_loss(loss: dict, name: str | None) -> None:

@@ -101,7 +101,8 @@ def train_labels(dataset: SplitDataset) -> torch.Tensor:
     targets = getattr(dataset, "targets", None)
     if isinstance(targets, dict) and "label" in targets:
         return torch.as_tensor(targets["label"]).long()
-    return torch.tensor([int(dataset[i][1]["label"]) for i in range(len(dataset))])
+    plain = without_augmentation(dataset)
+    return torch.tensor([int(plain[i][1]["label"]) for i in range(len(plain))])
 
 
 def _resolve_prototypes(
@@ -126,11 +127,14 @@ def _resolve_prototypes(
     if run is not None:
         train = feature_batches(run_backbone(run, splits.input_shape), train)
         spec = "data"
-    resolved = protos.resolve(
-        spec, _num_classes(splits), dims, default_dims=default, train=train,
-        names=splits.class_names, seed=cfg.prototype_seed or 0,
-        spread_steps=cfg.spread_steps or 0,
-    )  # fmt: skip
+    # the pass's augmentation draws leave the run's random numbers (initial weights, batches)
+    # as they were, whatever the prior's settings
+    with torch.random.fork_rng(devices=[]):
+        resolved = protos.resolve(
+            spec, _num_classes(splits), dims, default_dims=default, train=train,
+            names=splits.class_names, seed=cfg.prototype_seed or 0,
+            spread_steps=cfg.spread_steps or 0,
+        )  # fmt: skip
     info = {**resolved.info, "seconds": round(time.perf_counter() - start, 3)}
     if run is not None:
         info["features_of"] = str(run)
