@@ -103,6 +103,10 @@ HEADS: dict[str, HeadEntry] = {
 }
 
 
+#: The head keys that only some head kinds take: every kind's settings, in order.
+OPTIONAL_HEAD_KEYS = tuple(dict.fromkeys(key for entry in HEADS.values() for key in entry.settings))
+
+
 def head_entry(name: str) -> HeadEntry:
     """The :data:`HEADS` entry of ``name``.
 

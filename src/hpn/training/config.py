@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from hpn.losses import LOSSES, PrototypeLoss, loss_entry
-from hpn.registry import HEADS, head_entry
+from hpn.registry import HEADS, OPTIONAL_HEAD_KEYS, head_entry
 from hpn.training.legacy import migrate_head, override_path, switch_kind
 
 
@@ -246,17 +246,29 @@ class HeadConfig:
                     f"{self.prototypes!r})"
                 )
 
+    def with_prototypes(self, prototypes: str, **changes: Any) -> HeadConfig:
+        """A copy with ``head.prototypes`` set to ``prototypes`` (and ``changes``), without
+        the settings that spec does not take: ``warmup_epochs`` unless it is
+        :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior.
+
+        >>> HeadConfig(prototypes="features", prior_images=5).with_prototypes("random").prior_images is None
+        True
+        """
+        keep_prior = is_data_prior(prototypes)
+        return dataclasses.replace(
+            self,
+            prototypes=prototypes,
+            warmup_epochs=self.warmup_epochs if prototypes == WARMUP_PRIOR else None,
+            prior_images=self.prior_images if keep_prior else None,
+            prior_augment=self.prior_augment if keep_prior else None,
+            **changes,
+        )
+
     @property
     def dynamic(self) -> bool:
         """Dynamic label-to-prototype assignment is on."""
         return self.assignment is not None and self.assignment.kind == "dynamic"
 
-
-#: The head keys that only some head kinds take (:attr:`hpn.registry.HeadEntry.settings`).
-OPTIONAL_HEAD_KEYS = (
-    "dims", "prototypes", "warmup_epochs", "prototype_seed", "spread_steps", "prior_images",
-    "prior_augment", "output_norm", "loss", "assignment",
-)  # fmt: skip
 
 #: ``head.prototypes`` that lays the prototypes out in a warm-up network's features, trained
 #: first in the run folder (:mod:`hpn.training.feature_prior`).

@@ -42,8 +42,6 @@ from hpn.training.config import (
     saved_run_difference,
 )
 
-#: The prefix of a ``head.prototypes`` spec that names a run whose features lay out the prior.
-PREFIX = FEATURES_PREFIX
 #: The sub-folder of a run folder where ``head.prototypes: features`` trains its warm-up.
 WARMUP_FOLDER = "warmup"
 
@@ -54,8 +52,8 @@ def feature_run(spec: object) -> Path | None:
     >>> feature_run("features:runs/brief"), feature_run("data")
     (PosixPath('runs/brief'), None)
     """
-    if isinstance(spec, str) and spec.startswith(PREFIX):
-        return Path(spec.removeprefix(PREFIX))
+    if isinstance(spec, str) and spec.startswith(FEATURES_PREFIX):
+        return Path(spec.removeprefix(FEATURES_PREFIX))
     return None
 
 
@@ -116,7 +114,7 @@ def warmup_config(cfg: RunConfig) -> RunConfig:
     ('runs/a/warmup', 'data', 2)
     """
     epochs = cfg.head.warmup_epochs or 1
-    head = dataclasses.replace(cfg.head, prototypes="data", warmup_epochs=None)
+    head = cfg.head.with_prototypes("data")
     optim = dataclasses.replace(cfg.optim, epochs=epochs, patience=None)
     out = str(Path(cfg.out_dir) / WARMUP_FOLDER)
     return dataclasses.replace(cfg, head=head, optim=optim, out_dir=out, tensorboard=False)
@@ -142,5 +140,5 @@ def check_warmup_folder(warm: RunConfig) -> None:
 def warm_prior(cfg: RunConfig, warm_dir: Path) -> RunConfig:
     """``cfg`` with its prototypes read from the finished warm-up in ``warm_dir``
     (``features:WARM_DIR``); what the head is built from, not what the run folder records."""
-    head = dataclasses.replace(cfg.head, prototypes=f"{PREFIX}{warm_dir}", warmup_epochs=None)
+    head = cfg.head.with_prototypes(f"{FEATURES_PREFIX}{warm_dir}")
     return dataclasses.replace(cfg, head=head)

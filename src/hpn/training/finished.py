@@ -17,7 +17,6 @@ folders).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -86,10 +85,7 @@ def trained_network(
             raise ValueError(f"{run_dir}/best.pt holds no {key}: not a prototype head's weights")
         width = int(state[key].shape[1])  # a multi-task head has one more axis, the values'
         dims = width + 1 if splits.task == "multitask" else width
-        head_cfg = dataclasses.replace(
-            head_cfg, prototypes="random", dims=dims, warmup_epochs=None, prior_images=None,
-            prior_augment=None,
-        )  # fmt: skip
+        head_cfg = head_cfg.with_prototypes("random", dims=dims)
     torch.manual_seed(cfg.seed)
     head, _ = build_head(head_cfg, splits, cast(int, backbone.out_features))
     network = Network(backbone, head, splits.task)

@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 from hpn.losses import LOSSES
-from hpn.registry import HEADS
+from hpn.registry import HEADS, OPTIONAL_HEAD_KEYS
 
 #: Flat head keys of the previous release -> (section, key) now.
 FLAT_KEYS = {
@@ -81,7 +81,7 @@ def _fit(head: dict, kind: str) -> None:
     not take (the previous release ignored them)."""
     entry = HEADS[kind]
     for key in [k for k in head if k not in ("kind", "reduction", "task_weight")]:
-        if key not in entry.settings and key in _OPTIONAL:
+        if key not in entry.settings and key in OPTIONAL_HEAD_KEYS:
             del head[key]
     loss = head.get("loss")
     if isinstance(loss, dict):
@@ -93,10 +93,6 @@ def _fit(head: dict, kind: str) -> None:
     if isinstance(assignment, dict) and assignment.get("kind", "static") == "static":
         for key in ("every", "momentum", "init"):
             assignment.pop(key, None)
-
-
-#: The head settings only some kinds take: every kind's settings (:data:`HEADS`).
-_OPTIONAL = frozenset(key for entry in HEADS.values() for key in entry.settings)
 
 
 def _fit_loss(loss: dict, name: str | None) -> None:

@@ -86,23 +86,25 @@ class Network(nn.Module):
         return dict(zip(self.head.target_keys, parts, strict=True))
 
 
-def train_values(dataset: SplitDataset) -> torch.Tensor:
-    """All regression targets of a dataset (from its target table when it has one)."""
+def _all_targets(dataset: SplitDataset, key: str, dtype: torch.dtype) -> torch.Tensor:
+    """Target ``key`` of every item, (N,) of ``dtype``: from the dataset's target table when
+    it has one, else item by item (without the augmentation, which targets do not need)."""
     targets = getattr(dataset, "targets", None)
-    if isinstance(targets, dict) and "value" in targets:
-        return torch.as_tensor(targets["value"]).double()
-    return torch.tensor(
-        [float(dataset[i][1]["value"]) for i in range(len(dataset))], dtype=torch.float64
-    )
+    if isinstance(targets, dict) and key in targets:
+        return torch.as_tensor(targets[key]).to(dtype)
+    plain = without_augmentation(dataset)
+    items = (torch.as_tensor(plain[i][1][key]).item() for i in range(len(plain)))
+    return torch.tensor(list(items), dtype=dtype)
+
+
+def train_values(dataset: SplitDataset) -> torch.Tensor:
+    """All regression targets of a dataset, (N,) float64."""
+    return _all_targets(dataset, "value", torch.float64)
 
 
 def train_labels(dataset: SplitDataset) -> torch.Tensor:
-    """All class labels of a dataset, (N,) int64 (from its target table when it has one)."""
-    targets = getattr(dataset, "targets", None)
-    if isinstance(targets, dict) and "label" in targets:
-        return torch.as_tensor(targets["label"]).long()
-    plain = without_augmentation(dataset)
-    return torch.tensor([int(plain[i][1]["label"]) for i in range(len(plain))])
+    """All class labels of a dataset, (N,) int64."""
+    return _all_targets(dataset, "label", torch.long)
 
 
 def _resolve_prototypes(
