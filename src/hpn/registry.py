@@ -56,7 +56,7 @@ class HeadEntry:
 
 _PROTOTYPE_SETTINGS = (
     "dims", "prototypes", "warmup_epochs", "prototype_seed", "spread_steps", "prior_images",
-    "prior_augment", "output_norm", "loss", "assignment",
+    "prior_augment", "warm_start", "output_norm", "loss", "assignment",
 )  # fmt: skip
 _LEARNED_SETTINGS = ("dims", "output_norm", "loss")
 

@@ -8,12 +8,14 @@ import torch
 import yaml
 
 from hpn.data.base import in_batches, iterate_batches
+from hpn.heads import PrototypeClassifier
 from hpn.prototypes import data_prior
 from hpn.training.checkpoint import read_checkpoint
 from hpn.training.feature_prior import warmup_config
 from hpn.training.finished import evaluate_run, load_run_backbone
 from hpn.training.inference import load_run
 from hpn.training.run import load_config, load_splits, run
+from hpn.training.trainer import start_at_projection
 
 
 def _config(tmp_path, run_config, name="hpn", overrides=(), **head):
@@ -172,3 +174,143 @@ def test_a_resume_after_a_stop_in_the_warmup_says_what_to_do(run_config, tmp_pat
     run(warmup_config(cfg), log=lambda *a: None)
     with pytest.raises(FileNotFoundError, match=r"stopped in its warm-up .* without --resume"):
         run(cfg, resume=True, log=lambda *a: None)
+
+
+# ---- head.warm_start: the run starts where the prior's network ended ------------------------
+
+
+def _weights(out, prefix):
+    """The run's best.pt parameters under ``prefix`` (batch-norm statistics left out: they
+    move in training mode even at learning rate 0)."""
+    state = read_checkpoint(out / "best.pt", keys=("model",))["model"]
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return {
+        k.removeprefix(prefix): v
+        for k, v in state.items()
+        if k.startswith(prefix) and not k.endswith(skip)
+    }
+
+
+def test_start_at_projection_sends_each_class_mean_to_its_unspread_prototype():
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(6, 5, generator=g, dtype=torch.float64) * 3 + 1
+    prototypes, (centre, directions) = data_prior.data_prior_layout(means, 3, steps=0)
+    head = PrototypeClassifier(prototypes, in_features=5)
+    start_at_projection(head, centre, directions)
+    # the reference: the unspread prior itself, made by data_prior_prototypes
+    reference = data_prior.data_prior_prototypes(means, 3, steps=0)
+    assert torch.allclose(head.embed(means.float()), reference, atol=1e-5)
+    assert head(means.float()).argmax(1).tolist() == list(range(6))
+
+
+def test_start_at_projection_pads_the_axes_the_pca_does_not_fill():
+    means = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    prototypes, (centre, directions) = data_prior.data_prior_layout(means, 5, steps=0)
+    assert directions.shape == (4, 3)  # min(K, F) directions for d = 5
+    head = PrototypeClassifier(prototypes, in_features=4)
+    start_at_projection(head, centre, directions)
+    assert torch.all(head.proj.weight[3:] == 0) and torch.all(head.proj.bias[3:] == 0)
+    assert torch.allclose(head.embed(means.float()), prototypes, atol=1e-5)
+    with pytest.raises(ValueError, match=r"is not the Linear\(7, >= 2\)"):
+        start_at_projection(head, torch.zeros(7), torch.zeros(7, 2))
+
+
+def test_warm_start_begins_with_the_source_backbone_and_the_pca_map(
+    clusters_runs, run_config, tmp_path
+):
+    source = clusters_runs["prototype"]  # the same MLP backbone
+    frozen = ["optim.lr=0"]  # what the run starts from is what it saves
+    cfg = _config(
+        tmp_path, run_config, overrides=frozen,
+        prototypes=f"features:{source}", spread_steps=0, warm_start=True,
+    )  # fmt: skip
+    run(cfg, log=lambda *a: None)
+    out = tmp_path / "hpn"
+    assert json.loads((out / "head.json").read_text())["warm_start"] is True
+    mine, theirs = _weights(out, "backbone."), _weights(source, "backbone.")
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # the class means of the source's features land on their (unspread) prototypes
+    backbone, _, _ = load_run_backbone(source)
+    splits = load_splits(cfg)
+    batches = iterate_batches(splits.train, [range(len(splits.train))])
+    with torch.no_grad():
+        means, _ = data_prior.class_means([(backbone.eval()(x), t["label"]) for x, t in batches], 4)
+    head = _weights(out, "head.")
+    z = means.float() @ head["proj.weight"].T + head["proj.bias"]
+    expected = _feature_prior(source, cfg)
+    assert torch.allclose(torch.nn.functional.normalize(z, dim=1), expected, atol=1e-4)
+    # without it, the same config starts from its own initial weights
+    _config_cold = _config(
+        tmp_path, run_config, "cold", overrides=frozen,
+        prototypes=f"features:{source}", spread_steps=0,
+    )  # fmt: skip
+    run(_config_cold, log=lambda *a: None)
+    cold = _weights(tmp_path / "cold", "backbone.")
+    assert not all(torch.equal(cold[k], theirs[k]) for k in cold)
+
+
+def test_a_warm_start_learns_faster_than_a_cold_one(clusters_runs, run_config, tmp_path):
+    source = clusters_runs["prototype"]
+    losses = {}
+    for name, warm in (("warm", True), ("cold", None)):
+        cfg = _config(tmp_path, run_config, name, prototypes=f"features:{source}", warm_start=warm)
+        run(cfg, log=lambda *a: None)
+        rows = (tmp_path / name / "metrics.csv").read_text().splitlines()
+        losses[name] = float(rows[1].split(",")[1])  # epoch 1's training loss
+    assert losses["warm"] < 0.5 * losses["cold"]
+
+
+def test_the_warmup_warm_start_equals_the_two_command_recipe(run_config, tmp_path):
+    cfg = _config(tmp_path, run_config, prototypes="features", warm_start=True)
+    run(cfg, log=lambda *a: None)
+    warm = tmp_path / "hpn" / "warmup"
+    _, by_hand = _hpn_on_features(tmp_path, run_config, warm, name="by_hand", warm_start=True)
+    mine = read_checkpoint(tmp_path / "hpn" / "best.pt", keys=("model",))["model"]
+    theirs = read_checkpoint(by_hand / "best.pt", keys=("model",))["model"]
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # a warm-start run stopped after its first epoch and resumed ends where one run does
+    two = _config(tmp_path, run_config, "two", prototypes="features", warm_start=True)
+
+    def stop_after_epoch_one(line):
+        if line.startswith("epoch 1/2"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run(two, log=stop_after_epoch_one)
+    run(two, resume=True, log=lambda *a: None)
+    again = read_checkpoint(tmp_path / "two" / "best.pt", keys=("model",))["model"]
+    assert all(torch.equal(again[k], mine[k]) for k in mine)
+
+
+class _Stop(Exception):
+    """Raised from a log line to stop a run the way an interrupt would."""
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ({"prototypes": "data", "warm_start": True}, "head.warm_start: applies to head.prototypes=features or features:RUN only"),
+        ({"prototypes": "features", "warm_start": True, "output_norm": "batchnorm"}, "head.warm_start: needs head.output_norm none"),
+        ({"kind": "cosine", "warm_start": True}, "head.warm_start: does not apply to head kind 'cosine'"),
+    ],
+)  # fmt: skip
+def test_bad_warm_start_settings_are_one_line(run_config, tmp_path, head, message):
+    config = run_config(std=0.3, head={"kind": "prototype", **head})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=message):
+        load_config(str(path))
+
+
+def test_a_warm_start_from_a_backbone_of_another_width_is_one_line(
+    clusters_runs, run_config, tmp_path
+):
+    config = run_config(std=0.3, hidden=(8,), head={
+        "kind": "prototype", "dims": 3, "warm_start": True,
+        "prototypes": f"features:{clusters_runs['prototype']}"})  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cfg = load_config(str(path), [f"out_dir={tmp_path / 'hpn'}"])
+    with pytest.raises(ValueError, match=r"head.warm_start: the head's output layer .* Linear\(16"):
+        run(cfg, log=lambda *a: None)

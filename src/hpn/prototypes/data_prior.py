@@ -102,7 +102,14 @@ def pca_directions(means: torch.Tensor, dims: int) -> torch.Tensor:
     """Centred class means projected on their top ``dims`` principal directions, (K, dims)
     (:func:`pca_basis`); fewer directions than ``dims`` (K - 1 or F) leave trailing zero
     columns."""
-    centre, v = pca_basis(means, dims)
+    return _projected(means, dims, pca_basis(means, dims))
+
+
+def _projected(
+    means: torch.Tensor, dims: int, basis: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """(K, dims) float64: the means in the ``(centre, directions)`` basis, zero-padded."""
+    centre, v = basis
     out = torch.zeros(means.shape[0], dims, dtype=torch.float64)
     out[:, : v.shape[1]] = (means.double() - centre) @ v
     return out
@@ -116,7 +123,20 @@ def data_prior_prototypes(
     lr: float = SPREAD_LR,
     seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(K, dims) unit prototypes that follow the layout of the class means.
+    """(K, dims) unit prototypes that follow the layout of the class means: the prototypes
+    of :func:`data_prior_layout`, which takes the same arguments."""
+    return data_prior_layout(means, dims, seed, steps, lr, seen)[0]
+
+
+def data_prior_layout(
+    means: torch.Tensor,
+    dims: int,
+    seed: int = 0,
+    steps: int = SPREAD_STEPS,
+    lr: float = SPREAD_LR,
+    seen: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Unit prototypes that follow the layout of the class means, and the PCA they came from.
 
     Args:
         means: (K, F) class mean inputs (:func:`class_means`), K >= 2, finite.
@@ -128,7 +148,9 @@ def data_prior_prototypes(
             classes whose mean is the overall mean) get random unit rows before the spread.
 
     Returns:
-        (K, dims) float32 unit rows.
+        ``(prototypes, (centre, directions))``: (K, dims) float32 unit rows, and the (F,)
+        centre and (F, r) orthonormal directions of :func:`pca_basis` (r <= dims), so an
+        input x sits at ``(x - centre) @ directions`` in the layout before the spread.
     """
     means = torch.as_tensor(means)
     if means.ndim != 2 or means.shape[0] < 2:
@@ -140,7 +162,8 @@ def data_prior_prototypes(
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     k = means.shape[0]
-    start = pca_directions(means, dims)
+    basis = pca_basis(means, dims)
+    start = _projected(means, dims, basis)
     norms = start.norm(dim=1)
     bad = norms <= 1e-9 * norms.max().clamp_min(1e-300)
     if seen is not None:
@@ -150,6 +173,6 @@ def data_prior_prototypes(
         start[bad] = torch.randn(int(bad.sum()), dims, generator=g, dtype=torch.float64)
     start = normalize(start, dim=1).float()
     if steps == 0:
-        return start
+        return start, basis
     spread, _ = optimized_prototypes(k, dims, seed=seed, steps=steps, lr=lr, init=start)
-    return spread
+    return spread, basis

@@ -68,12 +68,17 @@ class ResolvedPrototypes:
         class_informed: the rows already belong to their classes (the data prior, class
             names, a file or given rows), so a first assignment match would scramble them.
         info: method-specific details for the run record (JSON-serialisable).
+        projection: ``data`` only: ``(centre, directions)``, the (F,) centre and (F, r)
+            orthonormal float64 directions of the PCA that laid the rows out, r <= d: a
+            training input x (flattened, or its features) sits at ``(x - centre) @
+            directions`` before the spread. None for the other specs.
     """
 
     prototypes: torch.Tensor
     method: str
     class_informed: bool
     info: dict[str, Any] = field(default_factory=dict)
+    projection: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def record(self) -> dict[str, Any]:
         """``{"method": ..., **info, **quality report}``, as a run's ``head.json`` keeps it."""
@@ -235,11 +240,11 @@ def _data_prior(
         raise ValueError("prototypes 'data' need the training split")
     with _named("data", num_classes, dims):
         means, counts = data_prior.class_means(train, num_classes)
-        p = data_prior.data_prior_prototypes(
+        p, basis = data_prior.data_prior_layout(
             means, dims, seed=seed, steps=spread_steps, seen=counts > 0
         )
     info = {"spread_steps": spread_steps, "spread_lr": data_prior.SPREAD_LR}
-    return ResolvedPrototypes(p, "data", class_informed=True, info=info)
+    return ResolvedPrototypes(p, "data", class_informed=True, info=info, projection=basis)
 
 
 def _embedding(

@@ -177,6 +177,12 @@ class HeadConfig:
     # training augmentation (true, one random view per image) or as they are (false).
     # None: true.
     prior_augment: bool | None = None
+    # prototype with a feature prior ("features", "features:RUN"), classification: the run
+    # starts where that network ended instead of from its own initial weights: the backbone
+    # from its best weights, the output layer from the PCA map that laid the prototypes out
+    # (so each class's features start near its prototype). Needs output_norm none and the
+    # same backbone. None: false.
+    warm_start: bool | None = None
     # Multi-task weight t in L = t L_class + (1 - t) L_regression.
     task_weight: float = 0.5
     # How a batch's losses are combined: the paper sums, mean divides by the batch size.
@@ -207,6 +213,7 @@ class HeadConfig:
             self.assignment = self.assignment or AssignmentConfig()
             self._check_warmup()
             self._check_prior_pass()
+            self._check_warm_start()
         if "output_norm" in entry.settings:
             self.output_norm = self.output_norm or "none"
         if entry.default_loss is not None:
@@ -246,10 +253,27 @@ class HeadConfig:
                     f"{self.prototypes!r})"
                 )
 
+    def _check_warm_start(self) -> None:
+        """``warm_start`` belongs to the feature priors, whose network it starts from, and
+        maps the features straight onto z (no batch norm between)."""
+        if self.warm_start is None:
+            return
+        if not is_feature_prior(self.prototypes):
+            raise ValueError(
+                f"config head.warm_start: applies to head.prototypes={WARMUP_PRIOR} or "
+                f"{FEATURES_PREFIX}RUN only (the prototypes are {self.prototypes!r})"
+            )
+        if self.warm_start and self.output_norm == "batchnorm":
+            raise ValueError(
+                "config head.warm_start: needs head.output_norm none (a batch norm on z "
+                "would rescale the PCA map it starts from)"
+            )
+
     def with_prototypes(self, prototypes: str, **changes: Any) -> HeadConfig:
         """A copy with ``head.prototypes`` set to ``prototypes`` (and ``changes``), without
         the settings that spec does not take: ``warmup_epochs`` unless it is
-        :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior.
+        :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior, ``warm_start``
+        unless it is a feature prior.
 
         >>> HeadConfig(prototypes="features", prior_images=5).with_prototypes("random").prior_images is None
         True
@@ -261,6 +285,7 @@ class HeadConfig:
             warmup_epochs=self.warmup_epochs if prototypes == WARMUP_PRIOR else None,
             prior_images=self.prior_images if keep_prior else None,
             prior_augment=self.prior_augment if keep_prior else None,
+            warm_start=self.warm_start if is_feature_prior(prototypes) else None,
             **changes,
         )
 
@@ -285,7 +310,17 @@ def is_data_prior(prototypes: str | None) -> bool:
     >>> [is_data_prior(p) for p in ("data", "features", "features:runs/a", "auto", None)]
     [True, True, True, False, False]
     """
-    return prototypes in ("data", WARMUP_PRIOR) or str(prototypes).startswith(FEATURES_PREFIX)
+    return prototypes == "data" or is_feature_prior(prototypes)
+
+
+def is_feature_prior(prototypes: str | None) -> bool:
+    """``head.prototypes`` lays the prototypes out like the class means of a network's
+    features: the run's warm-up (``features``) or a finished run (``features:RUN``).
+
+    >>> [is_feature_prior(p) for p in ("features", "features:runs/a", "data", None)]
+    [True, True, False, False]
+    """
+    return prototypes == WARMUP_PRIOR or str(prototypes).startswith(FEATURES_PREFIX)
 
 
 @dataclass

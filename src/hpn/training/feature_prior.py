@@ -16,7 +16,9 @@ its ``config.json`` (``model.backbone``, ``model.options``) and ``best.pt`` are 
 ``head.prototypes: features`` (no RUN) makes the brief network part of the run: the run
 first trains :func:`warmup_config` in its folder's ``warmup/`` (the same config with the
 pixel ``data`` prior, for ``head.warmup_epochs`` epochs, without early stopping), then lays
-its own prototypes out in that network's features and trains from its own initial weights.
+its own prototypes out in that network's features and trains from its own initial weights,
+or, with ``head.warm_start``, from where that network ended (its backbone, and an output
+layer that is the PCA map the prototypes came from).
 The warm-up costs what its epochs cost with the run's own head, so a head whose step does
 not grow with K keeps that property; a stopped warm-up resumes, a finished one is read back.
 """
@@ -79,6 +81,25 @@ def run_backbone(run_dir: Path, input_shape: Sequence[int]) -> nn.Module:
             f"{tuple(input_shape)} ({first})"
         ) from None
     return backbone.eval()
+
+
+def start_from_run(backbone: nn.Module, run_dir: Path) -> None:
+    """Give ``backbone`` the best-validation weights of the finished run in ``run_dir``
+    (``head.warm_start``: the run starts where that network ended).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` or ``best.pt``.
+        ValueError: its backbone's weights do not fit ``backbone``.
+    """
+    require_finished(run_dir, "head.warm_start from ")
+    state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
+    try:
+        backbone.load_state_dict(backbone_weights(state))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"head.warm_start: the backbone of {run_dir} does not fit this run's ({first})"
+        ) from None
 
 
 def feature_batches(

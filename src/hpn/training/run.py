@@ -49,7 +49,9 @@ from hpn.training.config import RunConfig, apply_overrides, config_changes, from
 from hpn.training.feature_prior import (
     WARMUP_FOLDER,
     check_warmup_folder,
+    feature_run,
     needs_warmup,
+    start_from_run,
     warm_prior,
     warmup_config,
 )
@@ -274,6 +276,8 @@ def _train(
     seed_everything(cfg.seed)
     # every backbone of hpn.models, and any other that `train` takes, says its feature width
     head, head_info = build_head(head_cfg, splits, cast(int, backbone.out_features))
+    if head_info.get("warm_start") and not resume:  # a resumed run restores its own weights
+        start_from_run(backbone, cast(Path, feature_run(head_cfg.prototypes)))
     net = Network(backbone, head, splits.task).to(cfg.device)
     opt = make_optimizer((p for p in net.parameters() if p.requires_grad), cfg.optim)
     sched = make_scheduler(opt, cfg.optim.schedule, cfg.optim.epochs)

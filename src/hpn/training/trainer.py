@@ -184,6 +184,8 @@ def build_head(cfg: HeadConfig, splits: DataSplits, in_features: int) -> tuple[H
     info: dict = {"kind": cfg.kind}
     if task not in HEADS[cfg.kind].tasks:
         raise ValueError(f"head kind {cfg.kind!r} does not fit a {task} task")
+    if cfg.warm_start and task != "classification":
+        raise ValueError(f"config head.warm_start: applies to classification, not a {task} task")
     lower = upper = 0.0  # the regression bounds, set below for a task with values
     if task != "classification":
         lower, upper = _regression_bounds(splits)
@@ -251,9 +253,41 @@ def _prototype_classifier(
     resolved = _resolve_prototypes(cfg, splits, cfg.dims, default=_num_classes(splits))
     p, info["prototypes"] = resolved.prototypes, resolved.record()
     head = PrototypeClassifier(p, in_features, _loss(cfg), output_norm=_norm(cfg))
+    if cfg.warm_start:
+        assert resolved.projection is not None  # a feature prior is a data prior
+        start_at_projection(head, *resolved.projection)
+        info["warm_start"] = True
     info["loss"] = _loss_info(head)
     info["assignment"] = _assignment(head, cfg, resolved.class_informed)
     return head
+
+
+@torch.no_grad()
+def start_at_projection(
+    head: PrototypeClassifier, centre: torch.Tensor, directions: torch.Tensor
+) -> None:
+    """Set the head's linear layer to the PCA map of a data prior (``head.warm_start``):
+    z = (f - centre) @ directions, zero in the d - r trailing axes, so a class whose mean
+    features the prior read starts with z pointing at its prototype before the spread.
+
+    Args:
+        head: a prototype head whose ``proj`` is a ``Linear(F, d)``.
+        centre: (F,) the mean of the class means.
+        directions: (F, r) orthonormal columns, r <= d.
+
+    Raises:
+        ValueError: the head has no plain linear layer of that width.
+    """
+    linear, (width, r) = head.proj, directions.shape
+    if not isinstance(linear, nn.Linear) or linear.in_features != width or r > linear.out_features:
+        raise ValueError(
+            f"head.warm_start: the head's output layer ({linear}) is not the Linear({width}, "
+            f">= {r}) the prior's PCA map needs"
+        )
+    weight = torch.zeros_like(linear.weight)
+    weight[:r] = directions.T.to(weight.dtype)
+    linear.weight.copy_(weight)
+    linear.bias.copy_(-(weight @ centre.to(weight.dtype)))
 
 
 def _multitask_head(
