@@ -18,6 +18,7 @@ from hpn.losses import LOSSES, register_loss, target_part
 from hpn.registry import HEADS, head_overrides
 from hpn.sklearn import HPNClassifier
 from hpn.training.config import RunConfig, from_dict
+from hpn.training.run import load_config
 
 
 class CosineHingeLoss(nn.Module):
@@ -106,6 +107,15 @@ def test_a_registered_loss_is_a_head_name_in_the_specs(hinge):
     ]
     _, rows = sweep.plan_sweep(sweep.load_spec("glyphs"), heads="auto-cosine_hinge")
     assert "head.loss.kind=cosine_hinge" in rows[-1].cases[0][1]
+
+
+def test_the_flags_of_a_head_name_stack_in_order_and_make_a_loadable_config():
+    overrides = head_overrides("features-neighbour_softmax-dynamic-warm")
+    assert overrides[-2:] == ["head.assignment.kind=dynamic", "head.warm_start=true"]
+    head = load_config("glyphs", overrides).head
+    assert (head.prototypes, head.warm_start, head.assignment.kind) == ("features", True, "dynamic")
+    with pytest.raises(ValueError, match=r"head.warm_start: applies to head.prototypes=features"):
+        load_config("glyphs", head_overrides("data-neighbour_softmax-warm"))
 
 
 def test_a_registered_loss_is_in_the_config_reference(hinge):

@@ -9,10 +9,11 @@ A head name (:func:`head_overrides`) is what a spec's row or ``hpn bench scale -
 says::
 
     softmax | mse | cosine | sampled              a head kind other than prototype
-    PROTOTYPES-LOSS[-batchnorm][-dynamic]         a prototype head: a prototype spec of
+    PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm]  a prototype head: a prototype spec of
                                                   hpn.prototypes.resolve (auto, data, random,
                                                   ...), a loss name, batch norm on z, dynamic
-                                                  label-to-prototype assignment
+                                                  label-to-prototype assignment, a warm start
+                                                  from the feature prior's network
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def head_entry(name: str) -> HeadEntry:
 _FLAGS = {
     "batchnorm": "head.output_norm=batchnorm",
     "dynamic": "head.assignment.kind=dynamic",
+    "warm": "head.warm_start=true",
 }
 
 
@@ -137,6 +139,8 @@ def head_overrides(name: str) -> list[str]:
         >>> head_overrides("data-neighbour_softmax-dynamic")  # doctest: +NORMALIZE_WHITESPACE
         ['head.kind=prototype', 'head.prototypes=data', 'head.loss.kind=neighbour_softmax',
          'head.assignment.kind=dynamic']
+        >>> head_overrides("features-neighbour_softmax-warm")[-1]
+        'head.warm_start=true'
     """
     if name in HEADS and name != "prototype":
         return [f"head.kind={name}"]
@@ -146,7 +150,7 @@ def head_overrides(name: str) -> list[str]:
         flags.insert(0, _FLAGS[parts.pop()])
     usage = (
         f"head name {name!r}: use one of {[h for h in HEADS if h != 'prototype']} or "
-        f"PROTOTYPES-LOSS[-batchnorm][-dynamic] with LOSS one of "
+        f"PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm] with LOSS one of "
         f"{HEADS['prototype'].losses()}"
     )
     if len(parts) < 2 or not all(parts):
