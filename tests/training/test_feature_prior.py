@@ -159,9 +159,12 @@ def test_a_run_with_the_warmup_prior_is_scored_and_loaded_after_it_moves(run_con
         ({"prototypes": "data", "warmup_epochs": 2}, "head.warmup_epochs: applies to head.prototypes=features only"),
         ({"prototypes": "features", "warmup_epochs": 0}, r"head.warmup_epochs: must be >= 1, got 0"),
         ({"kind": "softmax", "warmup_epochs": 1}, "head.warmup_epochs: does not apply to head kind 'softmax'"),
+        ({"prototypes": "data", "warm_start": True}, "head.warm_start: applies to head.prototypes=features or features:RUN only"),
+        ({"prototypes": "features", "warm_start": True, "output_norm": "batchnorm"}, "head.warm_start: needs head.output_norm none"),
+        ({"kind": "cosine", "warm_start": True}, "head.warm_start: does not apply to head kind 'cosine'"),
     ],
 )  # fmt: skip
-def test_bad_warmup_settings_are_one_line(run_config, tmp_path, head, message):
+def test_bad_warmup_and_warm_start_settings_are_one_line(run_config, tmp_path, head, message):
     config = run_config(std=0.3, head={"kind": "prototype", **head})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -285,22 +288,6 @@ def test_the_warmup_warm_start_equals_the_two_command_recipe(run_config, tmp_pat
 
 class _Stop(Exception):
     """Raised from a log line to stop a run the way an interrupt would."""
-
-
-@pytest.mark.parametrize(
-    ("head", "message"),
-    [
-        ({"prototypes": "data", "warm_start": True}, "head.warm_start: applies to head.prototypes=features or features:RUN only"),
-        ({"prototypes": "features", "warm_start": True, "output_norm": "batchnorm"}, "head.warm_start: needs head.output_norm none"),
-        ({"kind": "cosine", "warm_start": True}, "head.warm_start: does not apply to head kind 'cosine'"),
-    ],
-)  # fmt: skip
-def test_bad_warm_start_settings_are_one_line(run_config, tmp_path, head, message):
-    config = run_config(std=0.3, head={"kind": "prototype", **head})
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(ValueError, match=message):
-        load_config(str(path))
 
 
 def test_a_warm_start_from_a_backbone_of_another_width_is_one_line(

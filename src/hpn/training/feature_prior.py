@@ -71,15 +71,9 @@ def run_backbone(run_dir: Path, input_shape: Sequence[int]) -> nn.Module:
     saved = json.loads((run_dir / "config.json").read_text()).get("model", {})
     model = from_dict(ModelConfig, saved, "model")
     backbone = build_backbone(model.backbone, input_shape, **model.options)
-    state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
-    try:
-        backbone.load_state_dict(backbone_weights(state))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ValueError(
-            f"prototypes features:{run_dir}: its backbone does not take inputs of shape "
-            f"{tuple(input_shape)} ({first})"
-        ) from None
+    shape = tuple(input_shape)
+    _load_best(backbone, run_dir, f"prototypes features:{run_dir}: its backbone does not take "
+               f"inputs of shape {shape}")  # fmt: skip
     return backbone.eval()
 
 
@@ -92,14 +86,19 @@ def start_from_run(backbone: nn.Module, run_dir: Path) -> None:
         ValueError: its backbone's weights do not fit ``backbone``.
     """
     require_finished(run_dir, "head.warm_start from ")
+    _load_best(backbone, run_dir, f"head.warm_start: the backbone of {run_dir} does not fit "
+               "this run's")  # fmt: skip
+
+
+def _load_best(backbone: nn.Module, run_dir: Path, misfit: str) -> None:
+    """Load the backbone weights of ``run_dir/best.pt`` into ``backbone``; weights that do
+    not fit raise ValueError(``misfit`` and the first line of torch's reason)."""
     state = read_checkpoint(run_dir / BEST, "cpu", ("model",))["model"]
     try:
         backbone.load_state_dict(backbone_weights(state))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise ValueError(
-            f"head.warm_start: the backbone of {run_dir} does not fit this run's ({first})"
-        ) from None
+        raise ValueError(f"{misfit} ({first})") from None
 
 
 def feature_batches(
