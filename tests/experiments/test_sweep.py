@@ -152,11 +152,13 @@ def test_learning_curves_print_each_heads_curve_and_draw_them(tmp_path):
         folder.mkdir()
         lines = [f"{e + 1},1,1,{acc},,0,0.1,{sec},100\n" for e, (acc, sec) in enumerate(points)]
         (folder / "metrics.csv").write_text(header + "".join(lines))
+        (folder / "config.json").write_text('{"seed": 2}')  # the first seed the bench ran
         rows.append({"K": 7, "model": name, "folder": [str(folder)]})
     rows.append({"K": 7, "model": "unfinished", "folder": [None]})
     out = io.StringIO()
     learning_curves(rows, out)
     text = out.getvalue()
+    assert "val_accuracy after each epoch at K = 7 (seed 2; steps" in text
     assert "| model | epoch 1 | epoch 2 |" in text
     # steps and seconds are summed over the epochs so far
     assert "| softmax | 0.5000 (100 steps, 10 s) | 0.7500 (200 steps, 22 s) |" in text

@@ -158,7 +158,7 @@ def style_evaluation(folder: Path, overrides: dict) -> dict:
 def learning_curves(
     rows: list[dict], out: TextIO | None, label: str = "model", metric: str = "val_accuracy"
 ) -> None:
-    """Per K, the seed-0 runs' ``metric`` after each epoch: a table (one line per run, one
+    """Per K, the first seed's runs' ``metric`` after each epoch: a table (one line per run, one
     column per epoch, with the training steps and the measured seconds so far) and a figure
     beside the runs, ``curves-kK.png`` (:func:`hpn.evaluation.plots.compare_curves`).
 
@@ -177,7 +177,9 @@ def learning_curves(
             continue
         curves = {name: read_curve(folder, metric) for name, folder in runs.items()}
         epochs = max(len(c[metric]) for c in curves.values())
-        print(f"\n{metric} after each epoch at K = {k:,} (seed 0; steps and seconds so far):",
+        first = next(iter(runs.values()))
+        seed = _run_seed(first)
+        print(f"\n{metric} after each epoch at K = {k:,} ({seed}; steps and seconds so far):",
               file=out)  # fmt: skip
         print_columns([label, *(f"epoch {e + 1}" for e in range(epochs))], out)
         for name, curve in curves.items():
@@ -188,11 +190,15 @@ def learning_curves(
                 )
             ]
             print(f"| {name} | {' | '.join(cells + [''] * (epochs - len(cells)))} |", file=out)
-        first = next(iter(runs.values()))
-        png = compare_curves(
-            runs, first.parent / f"curves-k{k}.png", metric, title=f"K = {k:,}, seed 0"
-        )
+        png = compare_curves(runs, first.parent / f"curves-k{k}.png", metric, f"K = {k:,}, {seed}")
         print(f"figure: {png}", file=out)
+
+
+def _run_seed(folder: Path) -> str:
+    """``seed N`` from a run folder's ``config.json`` (the runs a curve table shows share
+    it); ``seed ?`` without one."""
+    config = read_json_or_none(folder / "config.json")
+    return f"seed {config['seed']}" if isinstance(config, dict) and "seed" in config else "seed ?"
 
 
 #: The functions specs may name, by the name they use.
