@@ -116,6 +116,10 @@ def test_the_flags_of_a_head_name_stack_in_order_and_make_a_loadable_config():
     assert (head.prototypes, head.warm_start, head.assignment.kind) == ("features", True, "dynamic")
     with pytest.raises(ValueError, match=r"head.warm_start: applies to head.prototypes=features"):
         load_config("glyphs", head_overrides("data-neighbour_softmax-warm"))
+    # the glyphs config starts warm; -cold names its cold start, a pixel prior needs neither
+    starts = [load_config("glyphs", head_overrides(f"{p}-neighbour_softmax{f}")).head.warm_start
+              for p, f in [("features", ""), ("features", "-cold"), ("data", "")]]  # fmt: skip
+    assert starts == [True, False, None]
 
 
 def test_a_registered_loss_is_in_the_config_reference(hinge):

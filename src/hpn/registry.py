@@ -8,12 +8,15 @@ these two tables, so a new head or loss is one class and one entry.
 A head name (:func:`head_overrides`) is what a spec's row or ``hpn bench scale --heads``
 says::
 
-    softmax | mse | cosine | sampled              a head kind other than prototype
-    PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm]  a prototype head: a prototype spec of
-                                                  hpn.prototypes.resolve (auto, data, random,
-                                                  ...), a loss name, batch norm on z, dynamic
-                                                  label-to-prototype assignment, a warm start
-                                                  from the feature prior's network
+    softmax | mse | cosine | sampled                    a head kind other than prototype
+    PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm|-cold]  a prototype head: a prototype spec
+                                                        of hpn.prototypes.resolve (auto,
+                                                        data, random, ...), a loss name,
+                                                        batch norm on z, dynamic
+                                                        label-to-prototype assignment, a
+                                                        warm start from the feature prior's
+                                                        network or none (a config such as
+                                                        glyphs may set one)
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ _FLAGS = {
     "batchnorm": "head.output_norm=batchnorm",
     "dynamic": "head.assignment.kind=dynamic",
     "warm": "head.warm_start=true",
+    "cold": "head.warm_start=false",
 }
 
 
@@ -150,7 +154,7 @@ def head_overrides(name: str) -> list[str]:
         flags.insert(0, _FLAGS[parts.pop()])
     usage = (
         f"head name {name!r}: use one of {[h for h in HEADS if h != 'prototype']} or "
-        f"PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm] with LOSS one of "
+        f"PROTOTYPES-LOSS[-batchnorm][-dynamic][-warm|-cold] with LOSS one of "
         f"{HEADS['prototype'].losses()}"
     )
     if len(parts) < 2 or not all(parts):

@@ -11,6 +11,7 @@ from hpn.data.base import in_batches, iterate_batches
 from hpn.heads import PrototypeClassifier
 from hpn.prototypes import data_prior
 from hpn.training.checkpoint import read_checkpoint
+from hpn.training.config import saved_run_difference, to_dict
 from hpn.training.feature_prior import warmup_config
 from hpn.training.finished import evaluate_run, load_run_backbone
 from hpn.training.inference import load_run
@@ -170,6 +171,36 @@ def test_bad_warmup_and_warm_start_settings_are_one_line(run_config, tmp_path, h
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match=message):
         load_config(str(path))
+
+
+@pytest.mark.parametrize("spec", ["data", "auto", "features:runs/x", "features"])
+def test_a_new_prototype_spec_drops_the_settings_it_does_not_take(spec):
+    """The glyphs config starts warm from its warm-up; ``head.prototypes=SPEC`` keeps only
+    what SPEC takes, as :meth:`HeadConfig.with_prototypes` does (two ways, one answer)."""
+    given = ["head.warmup_epochs=2", "head.prior_images=5", "head.prior_augment=false"]
+    glyphs = load_config("glyphs", given).head
+    assert (glyphs.prototypes, glyphs.warm_start, glyphs.warmup_epochs) == ("features", True, 2)
+    head = load_config("glyphs", [*given, f"head.prototypes={spec}"]).head
+    assert head == glyphs.with_prototypes(spec)
+    expected = {
+        "data": (None, 5, False, None),
+        "auto": (None, None, None, None),
+        "features:runs/x": (None, 5, False, True),
+        "features": (2, 5, False, True),
+    }[spec]
+    assert (head.warmup_epochs, head.prior_images, head.prior_augment, head.warm_start) == expected
+
+
+def test_a_setting_given_after_the_new_spec_is_checked_and_unset_means_false(tmp_path):
+    with pytest.raises(ValueError, match="head.warm_start: applies to head.prototypes=features"):
+        load_config("glyphs", ["head.prototypes=data", "head.warm_start=true"])
+    cold = load_config("glyphs", ["head.warm_start=false", f"out_dir={tmp_path}"])
+    saved = to_dict(cold)
+    saved["head"]["warm_start"] = None  # a folder saved before the key had a default
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert saved_run_difference(tmp_path, cold) is None
+    warm = load_config("glyphs", [f"out_dir={tmp_path}"])
+    assert saved_run_difference(tmp_path, warm) == ("head.warm_start", False, True)
 
 
 def test_a_resume_after_a_stop_in_the_warmup_says_what_to_do(run_config, tmp_path):

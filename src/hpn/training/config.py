@@ -181,7 +181,7 @@ class HeadConfig:
     # starts where that network ended instead of from its own initial weights: the backbone
     # from its best weights, the output layer from the PCA map that laid the prototypes out
     # (so each class's features start near its prototype). Needs output_norm none and the
-    # same backbone. None: false.
+    # same backbone. None: false (with a feature prior; unset otherwise).
     warm_start: bool | None = None
     # Multi-task weight t in L = t L_class + (1 - t) L_regression.
     task_weight: float = 0.5
@@ -254,11 +254,11 @@ class HeadConfig:
                 )
 
     def _check_warm_start(self) -> None:
-        """``warm_start`` belongs to the feature priors, whose network it starts from, and
-        maps the features straight onto z (no batch norm between)."""
-        if self.warm_start is None:
-            return
-        if not is_feature_prior(self.prototypes):
+        """``warm_start`` belongs to the feature priors, which default it to false; it starts
+        from their network and maps the features straight onto z (no batch norm between)."""
+        if is_feature_prior(self.prototypes):
+            self.warm_start = bool(self.warm_start)
+        elif self.warm_start is not None:
             raise ValueError(
                 f"config head.warm_start: applies to head.prototypes={WARMUP_PRIOR} or "
                 f"{FEATURES_PREFIX}RUN only (the prototypes are {self.prototypes!r})"
@@ -271,23 +271,13 @@ class HeadConfig:
 
     def with_prototypes(self, prototypes: str, **changes: Any) -> HeadConfig:
         """A copy with ``head.prototypes`` set to ``prototypes`` (and ``changes``), without
-        the settings that spec does not take: ``warmup_epochs`` unless it is
-        :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior, ``warm_start``
-        unless it is a feature prior.
+        the settings that spec does not take (:func:`settings_not_taken`).
 
         >>> HeadConfig(prototypes="features", prior_images=5).with_prototypes("random").prior_images is None
         True
         """
-        keep_prior = is_data_prior(prototypes)
-        return dataclasses.replace(
-            self,
-            prototypes=prototypes,
-            warmup_epochs=self.warmup_epochs if prototypes == WARMUP_PRIOR else None,
-            prior_images=self.prior_images if keep_prior else None,
-            prior_augment=self.prior_augment if keep_prior else None,
-            warm_start=self.warm_start if is_feature_prior(prototypes) else None,
-            **changes,
-        )
+        dropped = dict.fromkeys(settings_not_taken(prototypes))
+        return dataclasses.replace(self, prototypes=prototypes, **{**dropped, **changes})
 
     @property
     def dynamic(self) -> bool:
@@ -311,6 +301,25 @@ def is_data_prior(prototypes: str | None) -> bool:
     [True, True, True, False, False]
     """
     return prototypes == "data" or is_feature_prior(prototypes)
+
+
+def settings_not_taken(prototypes: Any) -> list[str]:
+    """The head settings that a ``head.prototypes`` spec does not take: ``warmup_epochs``
+    unless it is :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior,
+    ``warm_start`` unless it is a feature prior.
+
+    >>> settings_not_taken("data")
+    ['warmup_epochs', 'warm_start']
+    >>> settings_not_taken("features")
+    []
+    """
+    takes = {
+        "warmup_epochs": prototypes == WARMUP_PRIOR,
+        "prior_images": is_data_prior(prototypes),
+        "prior_augment": is_data_prior(prototypes),
+        "warm_start": is_feature_prior(prototypes),
+    }
+    return [key for key, taken in takes.items() if not taken]
 
 
 def is_feature_prior(prototypes: str | None) -> bool:
@@ -471,8 +480,10 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
 
     An override that changes a section's ``kind`` (``head.kind``, ``head.loss.kind``,
     ``head.assignment.kind``) first drops the settings that section holds which the new kind
-    does not take, so ``--config glyphs head.kind=softmax`` switches heads; the settings
-    given by later overrides are checked as strictly as the file's. The flat keys of the
+    does not take, so ``--config glyphs head.kind=softmax`` switches heads; one of
+    ``head.prototypes`` likewise drops the settings the new spec does not take
+    (:func:`settings_not_taken`: ``head.prototypes=data`` drops a ``warm_start``). The
+    settings given by later overrides are checked as strictly as the file's. The flat keys of the
     previous release (``head.scale``, ``head.assignment_every``, ...) are read as their new
     keys, with a ``DeprecationWarning``.
     """
@@ -491,6 +502,9 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
         if parts[-1] == "kind":
             switch_kind(parts[:-1], node, value)
+        elif parts == ["head", "prototypes"]:
+            for setting in settings_not_taken(value):
+                node.pop(setting, None)
         node[parts[-1]] = value
     return data
 
