@@ -104,7 +104,8 @@ def test_features_trains_a_warmup_and_equals_the_two_command_recipe(run_config, 
     # (its training and the pass that built its own pixel prior)
     warm_seconds = warm_results["train_seconds"] + warm_results["prototype_seconds"]
     assert results["warmup_seconds"] == pytest.approx(warm_seconds, abs=1e-3)
-    assert warm_results["prototype_seconds"] > 0 and warm_results["train_seconds"] > 0
+    # (recorded to the millisecond: a fast machine builds a tiny prior in less than one)
+    assert warm_results["prototype_seconds"] >= 0 and warm_results["train_seconds"] > 0
     per_epoch = math.ceil(len(load_splits(cfg).train) / 32)
     assert results["warmup_steps"] == warm_results["train_steps"] == 2 * per_epoch
     # the run records what was asked, and where its prior came from
