@@ -11,7 +11,7 @@ from hpn.data.base import in_batches, iterate_batches
 from hpn.heads import PrototypeClassifier
 from hpn.prototypes import data_prior
 from hpn.training.checkpoint import read_checkpoint
-from hpn.training.config import saved_run_difference, to_dict
+from hpn.training.config import HeadConfig, saved_run_difference, settings_not_taken, to_dict
 from hpn.training.feature_prior import warmup_config
 from hpn.training.finished import evaluate_run, load_run_backbone
 from hpn.training.inference import load_run
@@ -172,6 +172,23 @@ def test_bad_warmup_and_warm_start_settings_are_one_line(run_config, tmp_path, h
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match=message):
         load_config(str(path))
+
+
+@pytest.mark.parametrize("spec", ["data", "auto", "onehot", "features:runs/x", "features"])
+def test_a_spec_refuses_exactly_the_settings_an_override_of_it_drops(spec):
+    """One table says which specs take which settings: the config refuses each setting that
+    :func:`settings_not_taken` lists (and only those), naming the spec given."""
+    values = {"warmup_epochs": 2, "prior_images": 5, "prior_augment": False, "warm_start": True}
+    not_taken = settings_not_taken(spec)
+    for key, value in values.items():
+        if key in not_taken:
+            with pytest.raises(ValueError, match=rf"head.{key}: applies to .*'{spec}'"):
+                HeadConfig(prototypes=spec, **{key: value})
+        else:
+            assert getattr(HeadConfig(prototypes=spec, **{key: value}), key) == value
+    assert {"data": 2, "auto": 4, "onehot": 4, "features:runs/x": 1, "features": 0}[spec] == len(
+        not_taken
+    )
 
 
 @pytest.mark.parametrize("spec", ["data", "auto", "features:runs/x", "features"])

@@ -11,7 +11,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -211,9 +211,7 @@ class HeadConfig:
             self.prototype_seed = self.prototype_seed or 0
             self.spread_steps = 100 if self.spread_steps is None else self.spread_steps
             self.assignment = self.assignment or AssignmentConfig()
-            self._check_warmup()
-            self._check_prior_pass()
-            self._check_warm_start()
+            self._check_prior_settings()
         if "output_norm" in entry.settings:
             self.output_norm = self.output_norm or "none"
         if entry.default_loss is not None:
@@ -227,42 +225,22 @@ class HeadConfig:
         _at_least("head.spread_steps", self.spread_steps, 0, allow_none=True)
         _in_unit_interval("head.task_weight", self.task_weight, closed_right=True)
 
-    def _check_warmup(self) -> None:
-        """``warmup_epochs`` belongs to ``prototypes: features``, which defaults it to 1."""
+    def _check_prior_settings(self) -> None:
+        """The settings of the data priors (:data:`PRIOR_SETTINGS`): refused where the
+        prototypes do not take them, else defaulted (``warmup_epochs`` 1, ``prior_augment``
+        true, ``warm_start`` false) and checked."""
+        for key in settings_not_taken(self.prototypes):
+            if getattr(self, key) is not None:
+                scope = PRIOR_SETTINGS[key].scope.format(prototypes=self.prototypes)
+                raise ValueError(f"config head.{key}: applies to {scope}")
         if self.prototypes == WARMUP_PRIOR:
             self.warmup_epochs = 1 if self.warmup_epochs is None else self.warmup_epochs
             _at_least("head.warmup_epochs", self.warmup_epochs, 1)
-        elif self.warmup_epochs is not None:
-            raise ValueError(
-                f"config head.warmup_epochs: applies to head.prototypes={WARMUP_PRIOR} only "
-                f"(the prototypes are {self.prototypes!r})"
-            )
-
-    def _check_prior_pass(self) -> None:
-        """``prior_images`` and ``prior_augment`` belong to the data priors, which default
-        ``prior_augment`` to true."""
         if is_data_prior(self.prototypes):
             self.prior_augment = True if self.prior_augment is None else self.prior_augment
             _at_least("head.prior_images", self.prior_images, 1, allow_none=True)
-            return
-        for key in ("prior_images", "prior_augment"):
-            if getattr(self, key) is not None:
-                raise ValueError(
-                    f"config head.{key}: applies to the data priors only (head.prototypes "
-                    f"data, {WARMUP_PRIOR} or features:RUN; the prototypes are "
-                    f"{self.prototypes!r})"
-                )
-
-    def _check_warm_start(self) -> None:
-        """``warm_start`` belongs to the feature priors, which default it to false; it starts
-        from their network and maps the features straight onto z (no batch norm between)."""
         if is_feature_prior(self.prototypes):
             self.warm_start = bool(self.warm_start)
-        elif self.warm_start is not None:
-            raise ValueError(
-                f"config head.warm_start: applies to head.prototypes={WARMUP_PRIOR} or "
-                f"{FEATURES_PREFIX}RUN only (the prototypes are {self.prototypes!r})"
-            )
         if self.warm_start and self.output_norm == "batchnorm":
             raise ValueError(
                 "config head.warm_start: needs head.output_norm none (a batch norm on z "
@@ -303,25 +281,6 @@ def is_data_prior(prototypes: str | None) -> bool:
     return prototypes == "data" or is_feature_prior(prototypes)
 
 
-def settings_not_taken(prototypes: Any) -> list[str]:
-    """The head settings that a ``head.prototypes`` spec does not take: ``warmup_epochs``
-    unless it is :data:`WARMUP_PRIOR`, the prior pass's unless it is a data prior,
-    ``warm_start`` unless it is a feature prior.
-
-    >>> settings_not_taken("data")
-    ['warmup_epochs', 'warm_start']
-    >>> settings_not_taken("features")
-    []
-    """
-    takes = {
-        "warmup_epochs": prototypes == WARMUP_PRIOR,
-        "prior_images": is_data_prior(prototypes),
-        "prior_augment": is_data_prior(prototypes),
-        "warm_start": is_feature_prior(prototypes),
-    }
-    return [key for key, taken in takes.items() if not taken]
-
-
 def is_feature_prior(prototypes: str | None) -> bool:
     """``head.prototypes`` lays the prototypes out like the class means of a network's
     features: the run's warm-up (``features``) or a finished run (``features:RUN``).
@@ -330,6 +289,53 @@ def is_feature_prior(prototypes: str | None) -> bool:
     [True, True, False, False]
     """
     return prototypes == WARMUP_PRIOR or str(prototypes).startswith(FEATURES_PREFIX)
+
+
+@dataclass(frozen=True)
+class PriorSetting:
+    """A head setting that only some ``head.prototypes`` specs take."""
+
+    #: Whether a spec takes the setting.
+    takes: Callable[[Any], bool]
+    #: What it applies to, as its error names it; ``{prototypes}`` is the spec given.
+    scope: str
+
+
+#: The settings of the data priors: which ``head.prototypes`` take each. The config refuses
+#: one given to a spec that does not take it, and an override of ``head.prototypes`` drops
+#: them (:func:`settings_not_taken`).
+PRIOR_SETTINGS = {
+    "warmup_epochs": PriorSetting(
+        lambda prototypes: prototypes == WARMUP_PRIOR,
+        f"head.prototypes={WARMUP_PRIOR} only (the prototypes are {{prototypes!r}})",
+    ),
+    **dict.fromkeys(
+        ("prior_images", "prior_augment"),
+        PriorSetting(
+            is_data_prior,
+            f"the data priors only (head.prototypes data, {WARMUP_PRIOR} or "
+            f"{FEATURES_PREFIX}RUN; the prototypes are {{prototypes!r}})",
+        ),
+    ),
+    "warm_start": PriorSetting(
+        is_feature_prior,
+        f"head.prototypes={WARMUP_PRIOR} or {FEATURES_PREFIX}RUN only (the prototypes are "
+        f"{{prototypes!r}})",
+    ),
+}
+
+
+def settings_not_taken(prototypes: Any) -> list[str]:
+    """The head settings that a ``head.prototypes`` spec does not take
+    (:data:`PRIOR_SETTINGS`): ``warmup_epochs`` unless it is :data:`WARMUP_PRIOR`, the prior
+    pass's unless it is a data prior, ``warm_start`` unless it is a feature prior.
+
+    >>> settings_not_taken("data")
+    ['warmup_epochs', 'warm_start']
+    >>> settings_not_taken("features")
+    []
+    """
+    return [key for key, setting in PRIOR_SETTINGS.items() if not setting.takes(prototypes)]
 
 
 @dataclass
