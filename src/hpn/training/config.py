@@ -229,18 +229,16 @@ class HeadConfig:
         """The settings of the data priors (:data:`PRIOR_SETTINGS`): refused where the
         prototypes do not take them, else defaulted (``warmup_epochs`` 1, ``prior_augment``
         true, ``warm_start`` false) and checked."""
-        for key in settings_not_taken(self.prototypes):
-            if getattr(self, key) is not None:
-                scope = PRIOR_SETTINGS[key].scope.format(prototypes=self.prototypes)
-                raise ValueError(f"config head.{key}: applies to {scope}")
-        if self.prototypes == WARMUP_PRIOR:
-            self.warmup_epochs = 1 if self.warmup_epochs is None else self.warmup_epochs
-            _at_least("head.warmup_epochs", self.warmup_epochs, 1)
-        if is_data_prior(self.prototypes):
-            self.prior_augment = True if self.prior_augment is None else self.prior_augment
-            _at_least("head.prior_images", self.prior_images, 1, allow_none=True)
-        if is_feature_prior(self.prototypes):
-            self.warm_start = bool(self.warm_start)
+        for key, setting in PRIOR_SETTINGS.items():
+            value = getattr(self, key)
+            if not setting.takes(self.prototypes):
+                if value is not None:
+                    scope = setting.scope.format(prototypes=self.prototypes)
+                    raise ValueError(f"config head.{key}: applies to {scope}")
+            elif value is None:
+                setattr(self, key, setting.default)
+        _at_least("head.warmup_epochs", self.warmup_epochs, 1, allow_none=True)
+        _at_least("head.prior_images", self.prior_images, 1, allow_none=True)
         if self.warm_start and self.output_norm == "batchnorm":
             raise ValueError(
                 "config head.warm_start: needs head.output_norm none (a batch norm on z "
@@ -299,28 +297,32 @@ class PriorSetting:
     takes: Callable[[Any], bool]
     #: What it applies to, as its error names it; ``{prototypes}`` is the spec given.
     scope: str
+    #: Its value where a spec takes it and the config leaves it unset.
+    default: Any
 
 
-#: The settings of the data priors: which ``head.prototypes`` take each. The config refuses
-#: one given to a spec that does not take it, and an override of ``head.prototypes`` drops
-#: them (:func:`settings_not_taken`).
+#: How the refusal of a prior-pass setting names what it applies to.
+DATA_PRIORS_ONLY = (
+    f"the data priors only (head.prototypes data, {WARMUP_PRIOR} or {FEATURES_PREFIX}RUN; "
+    "the prototypes are {prototypes!r})"
+)
+
+#: The settings of the data priors: which ``head.prototypes`` take each, and its default
+#: there. The config refuses one given to a spec that does not take it, and an override of
+#: ``head.prototypes`` drops them (:func:`settings_not_taken`).
 PRIOR_SETTINGS = {
     "warmup_epochs": PriorSetting(
         lambda prototypes: prototypes == WARMUP_PRIOR,
         f"head.prototypes={WARMUP_PRIOR} only (the prototypes are {{prototypes!r}})",
+        default=1,
     ),
-    **dict.fromkeys(
-        ("prior_images", "prior_augment"),
-        PriorSetting(
-            is_data_prior,
-            f"the data priors only (head.prototypes data, {WARMUP_PRIOR} or "
-            f"{FEATURES_PREFIX}RUN; the prototypes are {{prototypes!r}})",
-        ),
-    ),
+    "prior_images": PriorSetting(is_data_prior, DATA_PRIORS_ONLY, default=None),
+    "prior_augment": PriorSetting(is_data_prior, DATA_PRIORS_ONLY, default=True),
     "warm_start": PriorSetting(
         is_feature_prior,
         f"head.prototypes={WARMUP_PRIOR} or {FEATURES_PREFIX}RUN only (the prototypes are "
         f"{{prototypes!r}})",
+        default=False,
     ),
 }
 
