@@ -336,6 +336,33 @@ def test_the_tie_break_resumes_to_the_same_choice(tmp_path):
     )
 
 
+def test_a_run_resumed_after_an_epoch_kept_by_the_tie_break_stops_where_it_would_have(tmp_path):
+    # patience counts epochs without a better score; an epoch kept only for its lower loss
+    # does not restart it, and must not on resume either
+    head, optim = {"kind": "prototype", "dims": 3}, {"lr": 0.01, "patience": 3, "schedule": "none"}
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, "straight", optim={**optim, "epochs": 20}, head=head,
+               select_tie_break="val_loss")  # fmt: skip
+    straight = train(cfg, _separable(), TinyMLP(), log=lambda *_: None)
+    rows = _rows(tmp_path / "straight")
+    first_perfect = next(int(r["epoch"]) for r in rows if float(r["val_accuracy"]) == 1.0)
+    assert straight["stopped_early"] and straight["epochs_run"] == first_perfect + 3
+    # the interruption falls just after the epoch after the first perfect one, which the
+    # loss kept at the time
+    interrupted = first_perfect + 1
+    assert float(rows[interrupted - 1]["val_loss"]) < float(rows[first_perfect - 1]["val_loss"])
+    torch.manual_seed(0)
+    for epochs, resume in ((interrupted, False), (20, True)):
+        cfg = _cfg(tmp_path, "resumed", optim={**optim, "epochs": epochs}, head=head,
+                   select_tie_break="val_loss")  # fmt: skip
+        resumed = train(cfg, _separable(), TinyMLP(), resume=resume, log=lambda *_: None)
+    assert (resumed["epochs_run"], resumed["best_epoch"]) == (
+        straight["epochs_run"],
+        straight["best_epoch"],
+    )
+    assert _rows(tmp_path / "resumed") == rows
+
+
 def cfg_optim(epochs):
     return {"epochs": epochs, "lr": 0.01, "patience": 8, "schedule": "none"}
 

@@ -343,7 +343,7 @@ def load_last(
     sched.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     start = state["epoch"] + 1
-    # checkpoints of older versions have no best_epoch: patience counts from the resume
+    # checkpoints of older versions have no best_epoch (a resumed run replays its rows instead)
     return RunState(state["epoch"], state["best"], state.get("best_epoch", start), state["rows"])
 
 

@@ -288,17 +288,7 @@ def _train(
         state = load_last(out, net, opt, sched, cfg.device)
         fit_schedule(sched, cfg.optim.schedule, cfg.optim.epochs)
         start, rows = state.epoch + 1, state.rows
-        stale = start - state.best_epoch  # epochs since the best one
-        watch = Watch(
-            higher,
-            cfg.optim.patience,
-            best=state.best,
-            best_epoch=state.best_epoch,
-            stale=stale,
-            limit=_limit(higher),
-            ties=ties,
-            best_tie=_tie(rows, state.best_epoch, ties),
-        )
+        watch = _replayed_watch(rows, column, higher, cfg.optim.patience, ties)
         recorder.resumed(cfg, start)
         log(f"resumed {out} at the start of epoch {start + 1} of {cfg.optim.epochs}")
     else:
@@ -562,6 +552,19 @@ def _select(task: str, metric: str) -> tuple[str, bool]:
 def _ties(cfg: RunConfig, column: str) -> bool:
     """Epochs equal on ``column`` are told apart by their validation loss."""
     return cfg.select_tie_break == "val_loss" and column != "val_loss"
+
+
+def _replayed_watch(
+    rows: list[dict], column: str, higher: bool, patience: int | None, ties: bool
+) -> Watch:
+    """The :class:`Watch` of a resumed run: its recorded epochs replayed in order, so that the
+    best epoch, its tie value and the epochs without progress are what the run had before it
+    was interrupted (counting from the best epoch instead would restart patience at an epoch
+    kept by the tie break alone)."""
+    watch = Watch(higher, patience, limit=_limit(higher), ties=ties)
+    for epoch, row in enumerate(rows, start=1):
+        watch.update(float(row[column]), epoch, _tie(rows, epoch, ties))
+    return watch
 
 
 def _tie(rows: list[dict], epoch: int, ties: bool) -> float:
