@@ -141,6 +141,18 @@ def test_two_metrics_of_one_report_function_keep_their_own_arguments(monkeypatch
     assert calls == [context["degraded"], context["styles"]]
 
 
+@pytest.mark.parametrize("spec", ["glyphs-fair", "glyphs-budget"])
+def test_a_moved_bench_folder_draws_its_curves_from_where_it_is(tmp_path, spec):
+    """The curves' run folders are where the runs are read from, not the ``out_dir`` their
+    config.json recorded when they were trained (a copied or moved bench folder)."""
+    metric = sweep.load_spec(spec)["metrics"]["folder"]
+    moved = tmp_path / "moved" / "k7-softmax-s0"
+    moved.mkdir(parents=True)
+    (moved / "config.json").write_text('{"out_dir": "/elsewhere/k7-softmax-s0"}')
+    case = ("cfg.yaml", [], 0, moved)
+    assert sweep._metric_value(metric, case, {}, {}, {}) == str(moved)
+
+
 def test_learning_curves_print_each_heads_curve_and_draw_them(tmp_path):
     from hpn.experiments.hooks import learning_curves
 

@@ -164,7 +164,7 @@ def learning_curves(
 
     Args:
         rows: the sweep's rows; each needs ``K``, ``label`` and the metric ``folder`` (the run
-            folders, from ``config.json``'s ``out_dir``).
+            folders, a ``run_folder`` metric).
         label: the field that names a run in the table and the legend.
         metric: a column of ``metrics.csv``.
     """

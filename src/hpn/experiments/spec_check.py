@@ -26,7 +26,7 @@ _EACH = {"each": str, "kind": str, "folder": str, "fields": dict, "patterns": li
          "overrides": list}  # fmt: skip
 _PATTERN = {"match": str, "usage": str, **_COMMON}
 _METRIC = {"key": str, "file": str, "scale": (int, float), "per_epoch": bool, "sum": str,
-           "report": dict}  # fmt: skip
+           "report": dict, "run_folder": bool}  # fmt: skip
 _REPORT = {"function": str, "args": list}
 _COLUMN = {
     "title": str, "text": str, "mean_sd": str, "mean": str, "per_seed": str, "ratio": str,
@@ -112,7 +112,8 @@ def check_spec(spec: Any, name: str, hooks: dict) -> dict:
     for key, metric in spec["metrics"].items():
         if isinstance(metric, str):
             continue
-        _keys(f"{where}.metrics.{key}", metric, _METRIC, ("key",) if "sum" not in metric else ())
+        keyless = "sum" in metric or "run_folder" in metric
+        _keys(f"{where}.metrics.{key}", metric, _METRIC, () if keyless else ("key",))
         if "report" in metric:
             _keys(f"{where}.metrics.{key}.report", metric["report"], _REPORT, ("function",))
             _function(f"{where}.metrics.{key}.report", metric["report"]["function"], hooks)

@@ -31,7 +31,8 @@ Spec keys:
     (a regular expression, named groups join the context) fits it.
 ``metrics``
     ``name: results_key`` or ``name: {key, file, scale, per_epoch, sum, report}``: one list
-    per row, a value per seed.
+    per row, a value per seed; ``name: {run_folder: true}`` is the folder each run is read
+    from (where the bench's ``--out`` is now, not the ``out_dir`` it was trained in).
 ``columns``
     ``{title, ...}`` cells as :func:`hpn.experiments.table.cell` declares them.
 ``after``
@@ -382,6 +383,8 @@ def _metric_value(metric: Any, case: Case, result: dict, reports: dict, context:
     if isinstance(metric, str):
         metric = {"key": metric}
     folder = case[3]
+    if metric.get("run_folder"):  # where the run is read from, even if moved since
+        return str(folder)
     source = metric.get("file", "results.json")
     try:
         if "report" in metric:
