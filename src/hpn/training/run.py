@@ -288,14 +288,13 @@ def _train(
         state = load_last(out, net, opt, sched, cfg.device)
         fit_schedule(sched, cfg.optim.schedule, cfg.optim.epochs)
         start, rows = state.epoch + 1, state.rows
-        watch = _replayed_watch(rows, column, higher, cfg.optim.patience, ties)
         recorder.resumed(cfg, start)
         log(f"resumed {out} at the start of epoch {start + 1} of {cfg.optim.epochs}")
     else:
         _first_assignment(net, splits, cfg, head_info, ctx, log)
         recorder.start(cfg, head_info, ctx.world)
         start, rows = 0, []
-        watch = Watch(higher, cfg.optim.patience, limit=_limit(higher), ties=ties)
+    watch = _replayed_watch(rows, column, higher, cfg.optim.patience, ties)
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward
     model = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
     for epoch in range(start, cfg.optim.epochs):
@@ -557,10 +556,10 @@ def _ties(cfg: RunConfig, column: str) -> bool:
 def _replayed_watch(
     rows: list[dict], column: str, higher: bool, patience: int | None, ties: bool
 ) -> Watch:
-    """The :class:`Watch` of a resumed run: its recorded epochs replayed in order, so that the
-    best epoch, its tie value and the epochs without progress are what the run had before it
-    was interrupted (counting from the best epoch instead would restart patience at an epoch
-    kept by the tie break alone)."""
+    """The :class:`Watch` of a run's recorded epochs (none for a new run), replayed in order,
+    so that a resumed run's best epoch, its tie value and the epochs without progress are
+    what the run had before it was interrupted (counting from the best epoch instead would
+    restart patience at an epoch kept by the tie break alone)."""
     watch = Watch(higher, patience, limit=_limit(higher), ties=ties)
     for epoch, row in enumerate(rows, start=1):
         watch.update(float(row[column]), epoch, _tie(rows, epoch, ties))
