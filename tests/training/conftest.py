@@ -32,6 +32,18 @@ def _train(folder: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def learned_centres_runs(tmp_path_factory, run_config) -> dict[str, Path]:
+    """A learned cosine classifier and a sampled softmax over learned centres (d = 3) on the
+    clusters of :func:`clusters_runs`."""
+    base = tmp_path_factory.mktemp("learned")
+    heads = {"cosine": {"kind": "cosine", "dims": 3}, "sampled": {"kind": "sampled", "dims": 3}}
+    return {
+        kind: _train(base / kind, yaml.safe_dump(run_config(std=0.3, head=head)))
+        for kind, head in heads.items()
+    }
+
+
+@pytest.fixture(scope="session")
 def clusters_runs(tmp_path_factory, run_config) -> dict[str, Path]:
     """A prototype-head and a softmax-head run on 4 Gaussian clusters in 6 dims (vectors)."""
     base = tmp_path_factory.mktemp("clusters")

@@ -20,7 +20,14 @@ def _inputs(model, n=7):
 
 @pytest.mark.parametrize("head", ["prototype", "softmax"])
 def test_torchscript_gives_the_live_scores(clusters_runs, tmp_path, head):
-    folder = clusters_runs[head]
+    _check_torchscript(clusters_runs[head], tmp_path)
+
+
+def test_torchscript_of_a_learned_cosine_classifier(learned_centres_runs, tmp_path):
+    _check_torchscript(learned_centres_runs["cosine"], tmp_path)
+
+
+def _check_torchscript(folder, tmp_path):
     out = tmp_path / "model.pt"
     assert main(["export", str(folder), "--format", "torchscript", "--out", str(out)]) == 0
     model = load_run(folder)

@@ -53,6 +53,24 @@ def test_softmax_run_gives_probabilities(clusters_runs):
     assert model.predict(x, k=10).indices.shape == (len(x), 4)  # k beyond K is cut to K
 
 
+@pytest.mark.parametrize("kind", ["cosine", "sampled"])
+def test_learned_centres_run_gives_its_cosines(learned_centres_runs, kind):
+    folder = learned_centres_runs[kind]
+    model = load_run(folder)
+    # its scores are cosines to the learned centres; it has no fixed prototypes
+    assert model.score_kind == "cosine" and model.prototypes is None and model.num_classes == 4
+    x, labels = _test_split(model)
+    top = model.predict(x, k=2)
+    results = json.loads((folder / "results.json").read_text())
+    assert (top.indices[:, 0] == labels).double().mean().item() == results["test_accuracy"]
+    # cosines computed another way: the projected features against best.pt's centres
+    centres = torch.load(folder / "best.pt", weights_only=True)["model"]["head.centres"]
+    with torch.no_grad():
+        z = model.network.head.proj(model.network.backbone(x))
+    cos = torch.nn.functional.cosine_similarity(z[:, None, :], centres[None], dim=2)
+    torch.testing.assert_close(top.scores, cos.gather(1, top.indices))
+
+
 def test_image_run_knows_its_classes_and_files(image_run):
     model = load_run(image_run)
     assert model.class_names == ["blue", "green", "red"]

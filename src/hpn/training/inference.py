@@ -33,6 +33,7 @@ from hpn.baselines import MultiTaskBaseline, SoftmaxClassifier
 from hpn.data.base import DataSplits
 from hpn.data.image_inputs import ImageInputs, image_inputs
 from hpn.heads import MultiTaskHead, PrototypeClassifier
+from hpn.learned import LearnedCentresClassifier
 from hpn.training.config import RunConfig
 from hpn.training.finished import _read_run, trained_network
 from hpn.training.trainer import Network
@@ -83,8 +84,9 @@ class TrainedModel:
         input_shape: shape of one input, e.g. (3, 64, 64).
         class_names: the K class names where the data has them, else None.
         prototypes: (K, d) unit prototypes of a prototype head (row c: class c's), else None.
-        score_kind: ``"cosine"`` (prototype heads), ``"probability"`` (softmax heads) or None
-            (regression: no classes).
+        score_kind: ``"cosine"`` (prototype heads, and the learned cosine classifier and
+            sampled softmax, to their learned centres), ``"probability"`` (softmax heads) or
+            None (regression: no classes).
         images: how image files become inputs, or None when the run takes no image files.
         source: the data source's name (``config.json``'s ``data.name``).
         run_dir: the run folder.
@@ -214,7 +216,7 @@ def load_run(
 
 
 def _score_kind(head: nn.Module) -> ScoreKind | None:
-    if isinstance(head, PrototypeClassifier | MultiTaskHead):
+    if isinstance(head, PrototypeClassifier | MultiTaskHead | LearnedCentresClassifier):
         return "cosine"
     if isinstance(head, SoftmaxClassifier | MultiTaskBaseline):
         return "probability"
