@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.data import DataLoader
 
 import hpn
+from hpn.training.class_report import split_predictions
 
 NEAREST = 32  # the neighbour softmax's neighbours per class
 
@@ -25,11 +25,7 @@ NEAREST = 32  # the neighbour softmax's neighbours per class
 def top1(folder: str, overrides: list[str]) -> tuple[torch.Tensor, torch.Tensor, hpn.TrainedModel]:
     """(N,) labels and (N,) top-1 classes of a run's test split, and the loaded run."""
     model = hpn.load_run(folder, overrides)
-    labels, guesses = [], []
-    for x, target in DataLoader(model.splits.test, batch_size=512):
-        guesses.append(model.predict(x, k=1).indices[:, 0])
-        labels.append(target["label"])
-    return torch.cat(labels), torch.cat(guesses), model
+    return (*split_predictions(model, "test", batch_size=512), model)
 
 
 def main() -> None:

@@ -36,12 +36,19 @@ def split_confusion(model: TrainedModel, split: str, batch_size: int = 256) -> C
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if model.num_classes is None:
         raise ValueError(f"{model.run_dir} is a regression run: it has no confusion matrix")
+    return Confusion.from_labels(*split_predictions(model, split, batch_size), model.num_classes)
+
+
+def split_predictions(
+    model: TrainedModel, split: str, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) true and (N,) predicted classes of ``model`` on one split of its data, in order."""
     data = getattr(model.splits, split)
     truth, guess = [], []
     for x, targets in iterate_batches(data, in_batches(range(len(data)), batch_size)):
         truth.append(targets["label"])
         guess.append(model.network.predict(x.to(model.device))["label"].cpu())
-    return Confusion.from_labels(torch.cat(truth), torch.cat(guess), model.num_classes)
+    return torch.cat(truth), torch.cat(guess)
 
 
 def confusion_report(
