@@ -31,27 +31,27 @@ def _train(folder: Path, text: str) -> Path:
     return folder
 
 
+def _clusters_runs(base: Path, run_config, heads: dict[str, dict]) -> dict[str, Path]:
+    """One run per head config on 4 Gaussian clusters in 6 dims (vectors), by head name."""
+    return {
+        name: _train(base / name, yaml.safe_dump(run_config(std=0.3, head=head)))
+        for name, head in heads.items()
+    }
+
+
 @pytest.fixture(scope="session")
 def learned_centres_runs(tmp_path_factory, run_config) -> dict[str, Path]:
     """A learned cosine classifier and a sampled softmax over learned centres (d = 3) on the
     clusters of :func:`clusters_runs`."""
-    base = tmp_path_factory.mktemp("learned")
     heads = {"cosine": {"kind": "cosine", "dims": 3}, "sampled": {"kind": "sampled", "dims": 3}}
-    return {
-        kind: _train(base / kind, yaml.safe_dump(run_config(std=0.3, head=head)))
-        for kind, head in heads.items()
-    }
+    return _clusters_runs(tmp_path_factory.mktemp("learned"), run_config, heads)
 
 
 @pytest.fixture(scope="session")
 def clusters_runs(tmp_path_factory, run_config) -> dict[str, Path]:
     """A prototype-head and a softmax-head run on 4 Gaussian clusters in 6 dims (vectors)."""
-    base = tmp_path_factory.mktemp("clusters")
     heads = {"prototype": {"kind": "prototype", "dims": 3}, "softmax": {"kind": "softmax"}}
-    return {
-        kind: _train(base / kind, yaml.safe_dump(run_config(std=0.3, head=head)))
-        for kind, head in heads.items()
-    }
+    return _clusters_runs(tmp_path_factory.mktemp("clusters"), run_config, heads)
 
 
 def write_image_tree(root: Path, per_class: dict[str, int], seed: int = 0) -> None:
