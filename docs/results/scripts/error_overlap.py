@@ -8,6 +8,9 @@ cosine to its nearest other prototype).
 
     python docs/results/scripts/error_overlap.py HPN_RUN OTHER_RUN [...] \\
         --set data.options.test_group=styles
+
+``--split val`` compares the runs on the validation split instead: the errors of one run only
+and of the other only are the discordant pairs of McNemar's test between them.
 """
 
 from __future__ import annotations
@@ -22,31 +25,34 @@ from hpn.training.class_report import split_predictions
 NEAREST = 32  # the neighbour softmax's neighbours per class
 
 
-def top1(folder: str, overrides: list[str]) -> tuple[torch.Tensor, torch.Tensor, hpn.TrainedModel]:
-    """(N,) labels and (N,) top-1 classes of a run's test split, and the loaded run."""
+def top1(
+    folder: str, overrides: list[str], split: str
+) -> tuple[torch.Tensor, torch.Tensor, hpn.TrainedModel]:
+    """(N,) labels and (N,) top-1 classes of a run's ``split``, and the loaded run."""
     model = hpn.load_run(folder, overrides)
-    return (*split_predictions(model, "test", batch_size=512), model)
+    return (*split_predictions(model, split, batch_size=512), model)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders; the first has a prototype head")
     parser.add_argument("--set", action="append", default=[], help="data.key=value (repeat)")
+    parser.add_argument("--split", choices=("val", "test"), default="test")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    labels, first, model = top1(args.runs[0], args.set)
+    labels, first, model = top1(args.runs[0], args.set, args.split)
     if model.prototypes is None:
         raise SystemExit(f"error_overlap: {args.runs[0]} has no fixed prototypes")
     guesses = {args.runs[0]: first}
     for folder in args.runs[1:]:
-        other_labels, guesses[folder], _ = top1(folder, args.set)
+        other_labels, guesses[folder], _ = top1(folder, args.set, args.split)
         if not torch.equal(other_labels, labels):
-            raise SystemExit(f"error_overlap: {folder} was tested on other examples")
+            raise SystemExit(f"error_overlap: {folder} was scored on other examples")
     cos = model.prototypes @ model.prototypes.T  # (K, K)
     cos.fill_diagonal_(-2.0)
     crowding = cos.max(1).values  # (K,) cosine of each prototype to its nearest other one
     print(
-        f"{len(labels):,} test examples; nearest-prototype cosine: median {crowding.median():.3f}"
+        f"{len(labels):,} {args.split} examples; nearest-prototype cosine: median {crowding.median():.3f}"
     )
     for folder, guess in guesses.items():
         wrong = guess != labels
